@@ -1,0 +1,42 @@
+# pgclip: `make demo` and `make test` set up everything they need (see README).
+SHELL := /bin/bash
+PG_CONFIG ?= pg_config
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+MAKEFLAGS += --no-print-directory
+
+.PHONY: setup install start stop psql demo test unit tiny-model bench fuzz lint clean
+
+setup:  ## system packages, pgvector, venv
+	@PG_CONFIG=$(PG_CONFIG) PGCLIP_VENV=$(VENV) bash scripts/setup.sh
+
+install: setup  ## PGXS install of the extension into the server pg_config reports
+	@$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) PGCLIP_VENV=$(VENV) PYTHON=$(PY) >/dev/null
+	@$(SUDO) $(MAKE) -C extension install PG_CONFIG=$(PG_CONFIG) PGCLIP_VENV=$(VENV) PYTHON=$(PY) >/dev/null
+	@echo "[install] pgclip installed into $$($(PG_CONFIG) --sharedir)/extension"
+
+start: install  ## start (or reuse) the embedded cluster; prints its URL last
+	@bash scripts/cluster.sh start
+
+stop:
+	@bash scripts/cluster.sh stop
+
+psql: start
+	@bash scripts/cluster.sh psql
+
+demo: start  ## sample images, text->image search
+	@$(PY) scripts/demo.py "$$(bash scripts/cluster.sh url)"
+
+test: install  ## the whole test suite against real PostgreSQL clusters the tests start
+	@bash scripts/test.sh $(PYTEST_ARGS)
+
+unit: setup  ## only the tests that need no PostgreSQL
+	@bash scripts/test.sh tests/plpython $(PYTEST_ARGS)
+
+tiny-model: setup  ## retrain the committed test model (pgclip-tiny) from generated images
+	@cd plpython && $(PY) -m pgclip.train_tiny
+
+clean:
+	@bash scripts/cluster.sh stop || true
+	@rm -rf .pgclip extension/pgclip--*.sql

@@ -1,0 +1,41 @@
+-- Embedding functions. STABLE (not VOLATILE) so that the planner evaluates
+-- clip_embed_text('...') once and can use an HNSW index for ORDER BY ... <=> ...;
+-- not IMMUTABLE because the result depends on the pgclip.model setting.
+-- PARALLEL RESTRICTED: a parallel worker would load its own copy of the model.
+
+CREATE OR REPLACE FUNCTION clip_embed_text(input text) RETURNS vector
+LANGUAGE plpython3u STABLE STRICT PARALLEL RESTRICTED COST 10000
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PGCLIP_PRELUDE
+from pgclip import sql_api
+return sql_api.embed_text(plpy, input)
+$python$;
+COMMENT ON FUNCTION clip_embed_text(text) IS
+  'CLIP embedding (unit length) of a text with the model named by pgclip.model';
+
+CREATE OR REPLACE FUNCTION clip_embed_image(image bytea) RETURNS vector
+LANGUAGE plpython3u STABLE STRICT PARALLEL RESTRICTED COST 10000
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PGCLIP_PRELUDE
+from pgclip import sql_api
+return sql_api.embed_image(plpy, image)
+$python$;
+COMMENT ON FUNCTION clip_embed_image(bytea) IS
+  'CLIP embedding (unit length) of an image file''s bytes (JPEG, PNG, WebP, GIF, BMP, TIFF)';
+
+CREATE OR REPLACE FUNCTION clip_model_info(
+    OUT model text, OUT pretrained text, OUT weights text, OUT embedding_dim integer,
+    OUT device text, OUT dtype text, OUT context_length integer, OUT image_size integer,
+    OUT logit_scale double precision, OUT load_seconds double precision,
+    OUT pgclip_version text, OUT torch_version text, OUT open_clip_version text)
+LANGUAGE plpython3u STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PGCLIP_PRELUDE
+from pgclip import sql_api
+return sql_api.model_info(plpy)
+$python$;
+COMMENT ON FUNCTION clip_model_info() IS
+  'The model the current settings select (loaded into this backend if it was not yet)';

@@ -1,0 +1,54 @@
+-- Nothing of pgclip is executable by PUBLIC: every function decodes untrusted bytes, loads a
+-- model, or changes privileges. Admins hand out access with clip_grant_usage(role).
+
+CREATE OR REPLACE FUNCTION clip_grant_usage(grantee regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ext_schema name;
+    role_name name;
+    fn regprocedure;
+BEGIN
+    SELECT n.nspname INTO STRICT ext_schema
+      FROM pg_catalog.pg_extension e
+      JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pgclip';
+    SELECT r.rolname INTO STRICT role_name FROM pg_catalog.pg_roles r WHERE r.oid = grantee;
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', ext_schema, role_name);
+    FOR fn IN
+        SELECT d.objid::pg_catalog.regprocedure
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+          JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+         WHERE e.extname = 'pgclip'
+           AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.deptype = 'e'
+           AND p.proname OPERATOR(pg_catalog.<>) 'clip_grant_usage'
+    LOOP
+        -- regprocedure's text form is schema-qualified and quoted.
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, role_name);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION clip_grant_usage(regrole) IS
+  'Grant a role what it needs to embed and search with pgclip (run as the extension owner)';
+
+DO $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOR fn IN
+        SELECT d.objid::pg_catalog.regprocedure
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+         WHERE e.extname = 'pgclip'
+           AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.deptype = 'e'
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+    END LOOP;
+END
+$$;

@@ -1,0 +1,7 @@
+"""pgclip: CLIP embeddings for PostgreSQL.
+
+The extension's PL/Python functions import :mod:`pgclip.sql_api`; every other module is plain
+Python that can be used and tested without a database.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""`make demo`: load generated sample images into the embedded cluster and search them by text.
+
+Uses the project's own test model (pgclip-tiny), whose weights ship with pgclip; the default
+model (ViT-B-32) needs its weights downloaded, which this machine may not be able to do.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+
+import psycopg
+
+from pgclip import shapes
+
+SAMPLES = Path(__file__).resolve().parent.parent / ".pgclip" / "samples"
+QUERIES = ["a red circle", "a blue square", "a large yellow triangle", "a green cross",
+           "a purple diamond on a white background"]
+
+
+def write_samples() -> list[tuple[str, Path]]:
+    """Generated images as files (also used by sql/examples/quickstart.sql)."""
+    SAMPLES.mkdir(parents=True, exist_ok=True)
+    out = []
+    for spec, img in shapes.gallery(seed=2026, pixels=128):
+        name = f"{spec.color}_{spec.shape}.png"
+        path = SAMPLES / name
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        path.write_bytes(buf.getvalue())
+        out.append((spec.caption(), path))
+    os.chmod(SAMPLES, 0o755)
+    return out
+
+
+def main(url: str) -> None:
+    samples = write_samples()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgclip CASCADE")
+        db = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"ALTER DATABASE {psycopg.sql.Identifier(db).as_string(conn)} "
+                     "SET pgclip.model = 'pgclip-tiny'")
+        conn.execute("SET pgclip.model = 'pgclip-tiny'")
+        info = conn.execute("SELECT model, embedding_dim, device, load_seconds "
+                            "FROM clip_model_info()").fetchone()
+        print(f"model {info[0]} ({info[1]}-d) on {info[2]}, loaded in {info[3]:.2f}s")
+        conn.execute("DROP TABLE IF EXISTS demo_photos")
+        conn.execute(f"CREATE TABLE demo_photos (id bigserial PRIMARY KEY, caption text, "
+                     f"image bytea, embedding vector({info[1]}))")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO demo_photos (caption, image, embedding) "
+                "VALUES (%s, %s, clip_embed_image(%s))",
+                [(cap, p.read_bytes(), p.read_bytes()) for cap, p in samples],
+            )
+        conn.execute("CREATE INDEX ON demo_photos USING hnsw (embedding vector_cosine_ops)")
+        print(f"loaded {len(samples)} generated images into demo_photos\n")
+        for q in QUERIES:
+            rows = conn.execute(
+                "SELECT caption, round((embedding <=> clip_embed_text(%s))::numeric, 3) "
+                "FROM demo_photos ORDER BY embedding <=> clip_embed_text(%s) LIMIT 3",
+                (q, q),
+            ).fetchall()
+            print(f"text -> image: {q!r}")
+            for rank, (caption, dist) in enumerate(rows, 1):
+                print(f"  {rank}. {caption}  (cosine distance {dist})")
+        print(f"\nTry it yourself: make psql, then\n  SELECT caption FROM demo_photos "
+              f"ORDER BY embedding <=> clip_embed_text('a small orange circle') LIMIT 5;")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
