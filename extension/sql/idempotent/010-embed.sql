@@ -8,8 +8,8 @@ LANGUAGE plpython3u STABLE STRICT PARALLEL RESTRICTED COST 10000
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip import sql_api
-return sql_api.embed_text(plpy, input)
+from pgclip.sql_api import embed
+return embed.text(plpy, input)
 $python$;
 COMMENT ON FUNCTION clip_embed_text(text) IS
   'CLIP embedding (unit length) of a text with the model named by pgclip.model';
@@ -19,8 +19,8 @@ LANGUAGE plpython3u STABLE STRICT PARALLEL RESTRICTED COST 10000
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip import sql_api
-return sql_api.embed_image(plpy, image)
+from pgclip.sql_api import embed
+return embed.image(plpy, image)
 $python$;
 COMMENT ON FUNCTION clip_embed_image(bytea) IS
   'CLIP embedding (unit length) of an image file''s bytes (JPEG, PNG, WebP, GIF, BMP, TIFF)';
@@ -34,8 +34,8 @@ LANGUAGE plpython3u STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip import sql_api
-return sql_api.model_info(plpy)
+from pgclip.sql_api import embed
+return embed.model_info(plpy)
 $python$;
 COMMENT ON FUNCTION clip_model_info() IS
   'The model the current settings select (loaded into this backend if it was not yet)';

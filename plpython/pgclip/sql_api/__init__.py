@@ -1,0 +1,63 @@
+"""The SQL-facing layer: the only package that touches ``plpy`` or reads settings.
+
+Each PL/Python function body imports one module of this package and calls one function,
+passing ``plpy``; one module per concern (``embed``, ...). This ``__init__`` holds what they
+share: settings, the current model, and turning :class:`PgclipError` into SQL errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pgclip
+from pgclip import images, loading, settings
+from pgclip.errors import PgclipError
+
+_settings_plan: Any = None
+
+
+def check_version(plpy: Any, expected: str) -> None:
+    """The SQL script and the Python package must come from the same release."""
+    if pgclip.__version__ != expected:
+        plpy.error(
+            f"pgclip Python package is version {pgclip.__version__}, "
+            f"but the extension's SQL is version {expected}",
+            hint="Run ALTER EXTENSION pgclip UPDATE, or reinstall the matching package.",
+            sqlstate="0A000",
+        )
+
+
+@contextmanager
+def sql_errors(plpy: Any) -> Iterator[None]:
+    try:
+        yield
+    except PgclipError as e:
+        fields = {"detail": e.detail, "hint": e.hint}
+        plpy.error(e.message, sqlstate=e.sqlstate, **{k: v for k, v in fields.items() if v})
+
+
+def current_settings(plpy: Any) -> settings.Settings:
+    global _settings_plan
+    if _settings_plan is None:
+        cols = ", ".join(
+            f"pg_catalog.current_setting('pgclip.{n}', true) AS {n}" for n in settings.NAMES
+        )
+        _settings_plan = plpy.prepare(f"SELECT {cols}")
+    return settings.parse(plpy.execute(_settings_plan)[0])
+
+
+def current_model(s: settings.Settings) -> loading.LoadedModel:
+    return loading.get_model(loading.model_key(s.model, s.pretrained, s.device, s.precision))
+
+
+def check_text(text: str, s: settings.Settings) -> None:
+    if len(text) > s.max_text_chars:
+        raise images.ImageTooLarge(  # same SQLSTATE: program_limit_exceeded
+            f"text is {len(text)} characters, more than pgclip.max_text_chars ({s.max_text_chars})",
+            hint="Raise pgclip.max_text_chars, or shorten the text (CLIP reads only its first "
+            "~77 tokens).",
+        )
+
+

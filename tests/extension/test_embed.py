@@ -1,0 +1,101 @@
+"""clip_embed_text / clip_embed_image / clip_model_info (extension/sql/idempotent/010-embed.sql)
+against a real cluster, compared with open_clip run directly in the test process."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image
+
+from pgclip import shapes
+
+TEXTS = ["a red circle", "a photo of a large blue square on a black background.", "",
+         "ünïcödé text, emoji 🐘 and punctuation!?", "word " * 200]
+
+
+def _image_bytes(fmt: str, seed: int = 1) -> tuple[bytes, Image.Image]:
+    import random
+
+    rng = random.Random(seed)
+    img = shapes.render(shapes.random_spec(rng), rng, pixels=120)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    data = buf.getvalue()
+    return data, Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def test_create_extension_cascade_brings_dependencies(conn: psycopg.Connection) -> None:
+    exts = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
+    assert {"pgclip", "vector", "plpython3u"} <= exts
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_text_embedding_equals_open_clip(conn: psycopg.Connection, ref, text: str) -> None:
+    got = conn.execute("SELECT clip_embed_text(%s)", (text,)).fetchone()[0].to_numpy()
+    want = ref.text([text])[0]
+    assert got.shape == want.shape == (64,)
+    assert np.max(np.abs(got - want)) <= 1e-5
+    assert abs(np.linalg.norm(got) - 1) <= 1e-5
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_image_embedding_equals_open_clip(conn: psycopg.Connection, ref, fmt: str) -> None:
+    data, decoded = _image_bytes(fmt)
+    got = conn.execute("SELECT clip_embed_image(%s)", (data,)).fetchone()[0].to_numpy()
+    want = ref.image([decoded])[0]
+    assert np.max(np.abs(got - want)) <= 1e-5
+    assert abs(np.linalg.norm(got) - 1) <= 1e-5
+
+
+def test_strict_null_in_null_out(conn: psycopg.Connection) -> None:
+    row = conn.execute("SELECT clip_embed_text(NULL), clip_embed_image(NULL)").fetchone()
+    assert row == (None, None)
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x00", b"<html>not an image</html>",
+                                 b"\x89PNG\r\n\x1a\n" + b"\x00" * 30])
+def test_bad_image_is_a_clean_error_and_session_survives(
+        conn: psycopg.Connection, bad: bytes) -> None:
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+        conn.execute("SELECT clip_embed_image(%s)", (bad,))
+    assert exc.value.diag.sqlstate == "22023"
+    assert "image" in exc.value.diag.message_primary
+    assert exc.value.diag.message_hint
+    assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+    data, _ = _image_bytes("PNG")
+    assert conn.execute("SELECT clip_embed_image(%s) IS NOT NULL", (data,)).fetchone()[0]
+
+
+def test_volatility_and_strictness(conn: psycopg.Connection) -> None:
+    rows = dict(conn.execute(
+        "SELECT proname, provolatile::text || proisstrict::text || proparallel::text FROM pg_proc "
+        "WHERE proname IN ('clip_embed_text', 'clip_embed_image')").fetchall())
+    assert rows == {"clip_embed_text": "struer", "clip_embed_image": "struer"}
+
+
+def test_every_function_pins_search_path(conn: psycopg.Connection) -> None:
+    rows = conn.execute(
+        "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p "
+        "JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass "
+        "JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgclip' "
+        "WHERE d.deptype = 'e'").fetchall()
+    assert rows
+    for name, config in rows:
+        assert config and "search_path=pg_catalog, pg_temp" in config, name
+
+
+def test_model_info(conn: psycopg.Connection) -> None:
+    info = conn.execute("SELECT * FROM clip_model_info()").fetchone()
+    cols = [d.name for d in conn.execute("SELECT * FROM clip_model_info()").description]
+    info = dict(zip(cols, info))
+    assert info["model"] == "pgclip-tiny"
+    assert info["pretrained"] == "pgclip"
+    assert info["embedding_dim"] == 64
+    assert info["device"] == "cpu" and info["dtype"] == "fp32"
+    assert info["weights"].endswith("pgclip-tiny.safetensors")
+    assert info["load_seconds"] > 0
+    assert info["pgclip_version"] == "0.1.0"
