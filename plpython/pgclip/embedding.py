@@ -1,8 +1,14 @@
-"""Text and image embeddings: unit-length float32 vectors, exactly as open_clip computes them."""
+"""Text and image embeddings: unit-length float32 vectors, exactly as open_clip computes them.
+
+Every forward pass is counted in :data:`stats` (per process), so that callers can tell the
+model's own time from their overhead, and tests can tell whether a tower ran at all.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image
@@ -10,15 +16,35 @@ from PIL import Image
 from pgclip.loading import LoadedModel
 
 
+@dataclass
+class ForwardStats:
+    text_batches: int = 0  # calls of the text tower
+    texts: int = 0
+    image_batches: int = 0
+    images: int = 0
+    seconds: float = 0.0  # tokenise/preprocess + forward + normalise, both towers
+
+
+stats = ForwardStats()
+
+
+def forward_stats() -> dict[str, float]:
+    """A copy of this process's counters."""
+    return asdict(stats)
+
+
 def embed_texts(lm: LoadedModel, texts: Sequence[str]) -> np.ndarray:
     """``(len(texts), embed_dim)`` float32, each row L2-normalised."""
     import torch
     import torch.nn.functional as F
 
+    t0 = time.perf_counter()
     tokens = lm.tokenizer(list(texts)).to(lm.key.device)
     with torch.inference_mode():
         feats = lm.model.encode_text(tokens)
-        return F.normalize(feats.float(), dim=-1).cpu().numpy()
+        out = F.normalize(feats.float(), dim=-1).cpu().numpy()
+    _count(lm, "text", len(texts), time.perf_counter() - t0)
+    return out
 
 
 def embed_images(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
@@ -26,12 +52,27 @@ def embed_images(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
+    t0 = time.perf_counter()
     batch = torch.stack([lm.preprocess(img) for img in images]).to(lm.key.device)
     if lm.key.precision != "fp32":
         batch = batch.to(dtype=next(lm.model.parameters()).dtype)
     with torch.inference_mode():
         feats = lm.model.encode_image(batch)
-        return F.normalize(feats.float(), dim=-1).cpu().numpy()
+        out = F.normalize(feats.float(), dim=-1).cpu().numpy()
+    _count(lm, "image", len(images), time.perf_counter() - t0)
+    return out
+
+
+def _count(lm: LoadedModel, tower: str, n: int, seconds: float) -> None:
+    if tower == "text":
+        stats.text_batches += 1
+        stats.texts += n
+    else:
+        stats.image_batches += 1
+        stats.images += n
+    stats.seconds += seconds
+    # The first pass pays for lazy set-up (page faults on mapped weights, kernel selection).
+    lm.timings.setdefault(f"first_{tower}_forward", seconds)
 
 
 def to_vector_literal(vec: np.ndarray) -> str:

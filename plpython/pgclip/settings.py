@@ -1,22 +1,38 @@
 """pgclip's settings (PostgreSQL custom GUCs ``pgclip.*``) as a typed value.
 
-``sql_api`` reads the raw strings from the server; parsing and defaults live here so that they
-can be tested without PostgreSQL.
+``sql_api`` reads the raw strings from the server; parsing, validation and defaults live here
+so that they can be tested without PostgreSQL. Every invalid value is an error that names the
+setting and the value; none is silently replaced by its default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from pgclip.errors import InvalidParameter
-from pgclip.images import DEFAULT_FORMATS, ImageLimits
+from pgclip.errors import InvalidParameter, PgclipError
+from pgclip.images import (
+    DEFAULT_FORMATS,
+    FORMAT_ALIASES,
+    ImageLimits,
+    is_admin_only,
+    pillow_formats,
+)
 
 NAMES = (
     "model", "pretrained", "device", "precision",
     "max_image_bytes", "max_image_pixels", "image_formats", "max_text_chars",
 )
 DEFAULT_MAX_TEXT_CHARS = 10_000
+# PostgreSQL's memory units (powers of 1024), accepted in pgclip.max_image_bytes.
+BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+
+
+class AdminOnlyFormat(PgclipError):
+    """pgclip.image_formats names a format that only an administrator may enable."""
+
+    sqlstate = "42501"  # insufficient_privilege
 
 
 @dataclass(frozen=True)
@@ -29,25 +45,73 @@ class Settings:
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
 
 
-def _int(name: str, raw: str | None, default: int) -> int:
+def _int(name: str, raw: str | None, default: int, *, units: bool = False) -> int:
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidParameter(f'invalid value for pgclip.{name}: "{raw}"',
-                               hint="Use a positive integer.") from None
+    text = raw.strip()
+    found = re.fullmatch(r"([+-]?\d+)\s*([a-zA-Z]*)", text.replace("_", ""))
+    unit = found.group(2).lower() if found else ""
+    factor = 1 if not unit else BYTE_UNITS.get(unit) if units else None
+    if found is None or factor is None:
+        raise InvalidParameter(
+            f'invalid value for pgclip.{name}: "{raw}"',
+            hint="Use a positive integer" + (" of bytes, or one with a unit (kB, MB, GB)."
+                                             if units else "."),
+        )
+    value = int(found.group(1)) * factor
     if value <= 0:
-        raise InvalidParameter(f"pgclip.{name} must be positive, got {value}",
+        raise InvalidParameter(f"pgclip.{name} must be positive, got {text}",
                                hint="Use a positive integer.")
     return value
 
 
-def parse(raw: Mapping[str, str | None]) -> Settings:
-    """Build :class:`Settings` from ``{name: value-or-None}`` (names without the prefix)."""
-    formats = raw.get("image_formats")
-    fmt = (tuple(f.strip().upper() for f in formats.split(",") if f.strip())
-           if formats and formats.strip() else DEFAULT_FORMATS)
+def parse_formats(raw: str | None, admin_formats: Collection[str] = ()) -> tuple[str, ...]:
+    """The ``pgclip.image_formats`` allowlist: Pillow format names, comma-separated.
+
+    Args:
+        raw: the setting's value; empty or None means :data:`images.DEFAULT_FORMATS`.
+        admin_formats: formats outside :data:`images.USER_FORMATS` that an administrator has
+            enabled through a channel that ordinary sessions cannot change.
+
+    Raises:
+        InvalidParameter: a name Pillow does not know, or a list without names (22023).
+        AdminOnlyFormat: a format with a risky decoder not in ``admin_formats`` (42501).
+    """
+    if raw is None or raw.strip() == "":
+        return DEFAULT_FORMATS
+    names: list[str] = []
+    for part in re.split(r"[,\s]+", raw.strip()):
+        if not part:
+            continue
+        name = part.upper()
+        name = FORMAT_ALIASES.get(name, name)
+        if name not in pillow_formats():
+            raise InvalidParameter(
+                f'pgclip.image_formats names an unknown image format "{part}"',
+                detail=f'The setting is "{raw}".',
+                hint=f"Use Pillow's format names, e.g. {', '.join(DEFAULT_FORMATS)}.",
+            )
+        if is_admin_only(name) and name not in {f.upper() for f in admin_formats}:
+            raise AdminOnlyFormat(
+                f"pgclip.image_formats names {name}, a format whose decoder only an "
+                "administrator can enable",
+                detail=f'The setting is "{raw}".',
+                hint=f"Remove {name} from pgclip.image_formats; formats any session may "
+                "enable: JPEG, PNG, WEBP, GIF, BMP, TIFF, MPO, ICO, PPM, QOI, AVIF.",
+            )
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise InvalidParameter(f'pgclip.image_formats names no format: "{raw}"',
+                               hint="Use e.g. JPEG,PNG, or RESET pgclip.image_formats.")
+    return tuple(names)
+
+
+def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = ()) -> Settings:
+    """Build :class:`Settings` from ``{name: value-or-None}`` (names without the prefix).
+
+    ``admin_formats``: see :func:`parse_formats`.
+    """
     base = ImageLimits()
     return Settings(
         model=(raw.get("model") or "").strip(),
@@ -55,9 +119,10 @@ def parse(raw: Mapping[str, str | None]) -> Settings:
         device=(raw.get("device") or "auto").strip(),
         precision=(raw.get("precision") or "auto").strip(),
         image_limits=ImageLimits(
-            max_bytes=_int("max_image_bytes", raw.get("max_image_bytes"), base.max_bytes),
+            max_bytes=_int("max_image_bytes", raw.get("max_image_bytes"), base.max_bytes,
+                           units=True),
             max_pixels=_int("max_image_pixels", raw.get("max_image_pixels"), base.max_pixels),
-            formats=fmt,
+            formats=parse_formats(raw.get("image_formats"), admin_formats),
         ),
         max_text_chars=_int("max_text_chars", raw.get("max_text_chars"), DEFAULT_MAX_TEXT_CHARS),
     )

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from PIL import Image
 
+import pgclip
 from pgclip import shapes
 
 TEXTS = ["a red circle", "a photo of a large blue square on a black background.", "",
@@ -98,4 +99,4 @@ def test_model_info(conn: psycopg.Connection) -> None:
     assert info["device"] == "cpu" and info["dtype"] == "fp32"
     assert info["weights"].endswith("pgclip-tiny.safetensors")
     assert info["load_seconds"] > 0
-    assert info["pgclip_version"] == "0.1.0"
+    assert info["pgclip_version"] == pgclip.__version__

@@ -1,5 +1,7 @@
 -- Nothing of pgclip is executable by PUBLIC: every function decodes untrusted bytes, loads a
--- model, or changes privileges. Admins hand out access with clip_grant_usage(role).
+-- model, or changes privileges. Admins hand out access with clip_grant_usage(role), which
+-- grants EXECUTE on every routine but itself, and the table privileges the triggers need
+-- (row-level security on those tables limits each role to its own tables' rows).
 
 CREATE OR REPLACE FUNCTION clip_grant_usage(grantee regrole) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT
@@ -28,8 +30,11 @@ BEGIN
            AND p.proname OPERATOR(pg_catalog.<>) 'clip_grant_usage'
     LOOP
         -- regprocedure's text form is schema-qualified and quoted.
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, role_name);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %I', fn, role_name);
     END LOOP;
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.clip_columns, '
+                              '%I.clip_errors TO %I', ext_schema, ext_schema, role_name);
+    EXECUTE pg_catalog.format('GRANT SELECT ON %I.clip_status TO %I', ext_schema, role_name);
 END
 $$;
 COMMENT ON FUNCTION clip_grant_usage(regrole) IS
@@ -48,7 +53,7 @@ BEGIN
            AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
            AND d.deptype = 'e'
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', fn);
     END LOOP;
 END
 $$;

@@ -16,16 +16,35 @@ from pgclip import images, loading, settings
 from pgclip.errors import PgclipError
 
 _settings_plan: Any = None
+_error_class: Any = None
+
+
+def raise_error(plpy: Any, message: str, sqlstate: str, detail: str | None = None,
+                hint: str | None = None) -> None:
+    """Raise an SQL ERROR reading ``pgclip: <message>`` with this SQLSTATE, detail and hint.
+
+    plpy.error() would prefix the message with ``plpy.Error:``; PL/Python prints a
+    ``plpy.Error`` subclass from the builtins module by its bare class name instead.
+    """
+    global _error_class
+    if _error_class is None:
+        _error_class = type("pgclip", (plpy.Error,), {"__module__": "builtins"})
+    err = _error_class(message)
+    err.sqlstate = sqlstate
+    err.detail = detail
+    err.hint = hint
+    raise err
 
 
 def check_version(plpy: Any, expected: str) -> None:
     """The SQL script and the Python package must come from the same release."""
     if pgclip.__version__ != expected:
-        plpy.error(
-            f"pgclip Python package is version {pgclip.__version__}, "
+        raise_error(
+            plpy,
+            f"the pgclip Python package is version {pgclip.__version__}, "
             f"but the extension's SQL is version {expected}",
+            "0A000",
             hint="Run ALTER EXTENSION pgclip UPDATE, or reinstall the matching package.",
-            sqlstate="0A000",
         )
 
 
@@ -34,8 +53,7 @@ def sql_errors(plpy: Any) -> Iterator[None]:
     try:
         yield
     except PgclipError as e:
-        fields = {"detail": e.detail, "hint": e.hint}
-        plpy.error(e.message, sqlstate=e.sqlstate, **{k: v for k, v in fields.items() if v})
+        raise_error(plpy, e.message, e.sqlstate, e.detail, e.hint)
 
 
 def current_settings(plpy: Any) -> settings.Settings:

@@ -1,0 +1,92 @@
+"""Batch embedding of source values with per-row errors, for triggers and backfills.
+
+Pure Python (no ``plpy``): given the values of many rows, decode and check each one, run the
+model once per batch on the good ones, and report the bad ones with their error, so that a
+caller can either fail naming the first bad row or store it with a NULL vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pgclip import embedding, images
+from pgclip.errors import InvalidParameter, PgclipError
+from pgclip.loading import LoadedModel
+from pgclip.settings import Settings
+
+MODALITIES = ("image", "text")
+ON_ERROR = ("raise", "skip")
+
+
+@dataclass
+class Counters:
+    """Per-backend counters; clip_backend_stats() shows them."""
+
+    model_calls: int = 0
+    rows_embedded: int = 0
+    rows_failed: int = 0
+    statements: int = 0
+
+
+counters = Counters()
+
+
+@dataclass
+class BatchResult:
+    vectors: list[np.ndarray | None]  # None where the value failed (or was NULL)
+    errors: dict[int, PgclipError] = field(default_factory=dict)  # index -> error
+
+
+def check_modality(modality: str) -> str:
+    m = (modality or "").strip().lower()
+    if m not in MODALITIES:
+        raise InvalidParameter(f'invalid modality "{modality}"', hint="Use 'image' or 'text'.")
+    return m
+
+
+def check_on_error(on_error: str) -> str:
+    m = (on_error or "").strip().lower()
+    if m not in ON_ERROR:
+        raise InvalidParameter(f'invalid on_error "{on_error}"', hint="Use 'raise' or 'skip'.")
+    return m
+
+
+def _prepare(modality: str, value: Any, s: Settings) -> Any:
+    if modality == "image":
+        return images.decode_image(bytes(value), s.image_limits)
+    text = str(value)
+    if len(text) > s.max_text_chars:
+        raise images.ImageTooLarge(
+            f"text is {len(text)} characters, more than pgclip.max_text_chars "
+            f"({s.max_text_chars})",
+            hint="Raise pgclip.max_text_chars, or shorten the text.",
+        )
+    return text
+
+
+def embed_batch(lm: LoadedModel, modality: str, values: Sequence[Any], s: Settings,
+                batch_size: int) -> BatchResult:
+    """Embed ``values`` (NULLs give None), at most ``batch_size`` per forward pass."""
+    prepared: list[tuple[int, Any]] = []
+    result = BatchResult(vectors=[None] * len(values))
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        try:
+            prepared.append((i, _prepare(modality, v, s)))
+        except PgclipError as e:
+            result.errors[i] = e
+    embed = embedding.embed_images if modality == "image" else embedding.embed_texts
+    for start in range(0, len(prepared), batch_size):
+        chunk = prepared[start:start + batch_size]
+        vecs = embed(lm, [p for _, p in chunk])
+        counters.model_calls += 1
+        for (i, _), vec in zip(chunk, vecs):
+            result.vectors[i] = vec
+    counters.rows_embedded += len(prepared)
+    counters.rows_failed += len(result.errors)
+    return result
