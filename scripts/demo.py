@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import psycopg
 
 from pgclip import shapes
 
-SAMPLES = Path(__file__).resolve().parent.parent / ".pgclip" / "samples"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / ".pgclip" / "samples"
+EXAMPLES = sorted((ROOT / "sql" / "examples").glob("*.sql"))
+PSQL = str(Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip()) / "psql")
 QUERIES = ["a red circle", "a blue square", "a large yellow triangle", "a green cross",
            "a purple diamond on a white background"]
 
@@ -39,6 +43,7 @@ def main(url: str) -> None:
     samples = write_samples()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgclip CASCADE")
+        conn.execute("ALTER EXTENSION pgclip UPDATE")  # a cluster kept from an older checkout
         db = conn.execute("SELECT current_database()").fetchone()[0]
         conn.execute(f"ALTER DATABASE {psycopg.sql.Identifier(db).as_string(conn)} "
                      "SET pgclip.model = 'pgclip-tiny'")
@@ -66,8 +71,12 @@ def main(url: str) -> None:
             print(f"text -> image: {q!r}")
             for rank, (caption, dist) in enumerate(rows, 1):
                 print(f"  {rank}. {caption}  (cosine distance {dist})")
-        print(f"\nTry it yourself: make psql, then\n  SELECT caption FROM demo_photos "
-              f"ORDER BY embedding <=> clip_embed_text('a small orange circle') LIMIT 5;")
+    for example in EXAMPLES:
+        print(f"\n##### {example.relative_to(ROOT)} #####", flush=True)
+        subprocess.run([PSQL, "-X", "-q", "-v", f"samples={SAMPLES}", "-d", url, "-f",
+                        str(example)], check=True)
+    print("\nTry it yourself: make psql, then\n  SELECT caption FROM demo_photos "
+          "ORDER BY embedding <=> clip_embed_text('a small orange circle') LIMIT 5;")
 
 
 if __name__ == "__main__":

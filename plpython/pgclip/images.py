@@ -145,7 +145,7 @@ def _decode(data: bytes, fmt: str | None, allowed: list[str], limits: ImageLimit
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
         raise
-    except Exception as e:  # Pillow raises many types for corrupt headers
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for corrupt headers
         raise InvalidImage(f"image header could not be read: {e}", detail=_describe(data),
                            hint="The bytes are truncated or corrupt; re-encode the image.") from None
     width, height = img.size
@@ -158,7 +158,7 @@ def _decode(data: bytes, fmt: str | None, allowed: list[str], limits: ImageLimit
         return to_rgb(_orient(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - and many more for corrupt pixel data
         raise InvalidImage(
             f"{img.format} image could not be decoded: {e}",
             detail=_describe(data),
@@ -238,7 +238,7 @@ def _orient(img: Image.Image) -> Image.Image:
         orientation = int(img.getexif().get(0x0112, 1))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not reject the image
         return img
     method = {
         2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -332,7 +332,7 @@ def _sniff_format(data: bytes) -> str | None:
         try:
             if accept(prefix):
                 return name
-        except Exception:  # an accept function may index past a short prefix
+        except Exception:  # noqa: BLE001, S112 - an accept function may index past a short prefix
             continue
     return None
 

@@ -23,10 +23,10 @@ import mmap
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pgclip import registry
 from pgclip.errors import InvalidParameter, WeightsUnavailable
@@ -128,6 +128,11 @@ def get_model(key: ModelKey) -> LoadedModel:
 
 def cached_keys() -> list[ModelKey]:
     return list(_cache)
+
+
+def get_cached(key: ModelKey) -> LoadedModel | None:
+    """The cached model for ``key`` without loading it or changing the eviction order."""
+    return _cache.get(key)
 
 
 def load_model(key: ModelKey) -> LoadedModel:
@@ -380,8 +385,11 @@ def _open_clip_state_dict(model: Any, state_dict: dict[str, Any]) -> dict[str, A
     """The same adjustments as ``open_clip.factory.load_checkpoint`` before it loads."""
     import torch
     from open_clip.convert import convert_state_dict
-    from open_clip.model import (convert_to_custom_text_state_dict, resize_pos_embed,
-                                 resize_text_pos_embed)
+    from open_clip.model import (
+        convert_to_custom_text_state_dict,
+        resize_pos_embed,
+        resize_text_pos_embed,
+    )
 
     state_dict = convert_state_dict(model, state_dict)
     if "positional_embedding" in state_dict and not hasattr(model, "positional_embedding"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pgclip.errors import InvalidParameter, PgclipError
 from pgclip.images import (
@@ -41,7 +41,7 @@ class Settings:
     pretrained: str = ""
     device: str = "auto"
     precision: str = "auto"
-    image_limits: ImageLimits = ImageLimits()
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
 
 

@@ -1,0 +1,108 @@
+"""pgclip.embedding: the same vectors as open_clip run directly, unit length, exact literals."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from pgclip import embedding, loading, registry, shapes
+from PIL import Image
+
+TEXTS = ["a red circle", "a photo of a large blue square on a black background.", "",
+         "ünïcödé, emoji 🐘 and punctuation!?", "word " * 200]
+
+
+@pytest.fixture(scope="module")
+def lm() -> loading.LoadedModel:
+    return loading.load_model(loading.model_key(registry.TINY_MODEL, "", "cpu", "fp32"))
+
+
+def _images(n: int, seed: int = 5) -> list[Image.Image]:
+    rng = random.Random(seed)
+    return [shapes.render(shapes.random_spec(rng), rng, pixels=rng.choice([40, 96, 150]))
+            for _ in range(n)]
+
+
+def test_embed_texts_equals_open_clip(lm: loading.LoadedModel, ref) -> None:
+    got = embedding.embed_texts(lm, TEXTS)
+    want = ref.text(TEXTS)
+    assert got.shape == (len(TEXTS), 64) and got.dtype == np.float32
+    assert np.max(np.abs(got - want)) <= 1e-5
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+
+
+def test_embed_images_equals_open_clip(lm: loading.LoadedModel, ref) -> None:
+    imgs = _images(4)
+    got = embedding.embed_images(lm, imgs)
+    want = ref.image(imgs)
+    assert got.shape == (4, 64) and got.dtype == np.float32
+    assert np.max(np.abs(got - want)) <= 1e-5
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+
+
+def test_batch_equals_one_at_a_time(lm: loading.LoadedModel) -> None:
+    imgs = _images(3, seed=8)
+    batch = embedding.embed_images(lm, imgs)
+    for img, row in zip(imgs, batch):
+        assert np.max(np.abs(embedding.embed_images(lm, [img])[0] - row)) <= 1e-5
+    texts = embedding.embed_texts(lm, TEXTS[:3])
+    for text, row in zip(TEXTS[:3], texts):
+        assert np.max(np.abs(embedding.embed_texts(lm, [text])[0] - row)) <= 1e-5
+
+
+def test_matching_caption_ranks_first(lm: loading.LoadedModel) -> None:
+    rng = random.Random(11)
+    specs = [shapes.ShapeSpec("red", "circle", "large", "white"),
+             shapes.ShapeSpec("blue", "square", "large", "gray"),
+             shapes.ShapeSpec("yellow", "triangle", "large", "black")]
+    imgs = embedding.embed_images(lm, [shapes.render(s, rng) for s in specs])
+    texts = embedding.embed_texts(lm, [f"a photo of a {s.color} {s.shape}." for s in specs])
+    assert list((texts @ imgs.T).argmax(axis=1)) == [0, 1, 2]
+
+
+def test_forward_passes_are_counted(lm: loading.LoadedModel) -> None:
+    before = embedding.forward_stats()
+    embedding.embed_texts(lm, ["a", "b"])
+    embedding.embed_images(lm, _images(3))
+    after = embedding.forward_stats()
+    assert after["text_batches"] - before["text_batches"] == 1
+    assert after["texts"] - before["texts"] == 2
+    assert after["image_batches"] - before["image_batches"] == 1
+    assert after["images"] - before["images"] == 3
+    assert after["seconds"] > before["seconds"]
+
+
+SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 0.1, 1 / 3, 1e-45, -1.4e-45, 1.1754944e-38,
+                    3.4028235e38, -3.4028235e38, 0.9999999, 123456.789], dtype=np.float32)
+
+
+def _parse(literal: str) -> np.ndarray:
+    assert literal.startswith("[") and literal.endswith("]") and " " not in literal
+    return np.array([float(x) for x in literal[1:-1].split(",")], dtype=np.float64)
+
+
+@pytest.mark.parametrize("vec", [
+    SPECIAL,
+    np.random.default_rng(0).standard_normal(512).astype(np.float32),
+    np.random.default_rng(1).uniform(-1, 1, 64).astype(np.float32) / 7,
+    np.random.default_rng(2).standard_normal(64).astype(np.float64),  # cast to float32 first
+])
+def test_vector_literal_round_trips_float32_exactly(vec: np.ndarray) -> None:
+    literal = embedding.to_vector_literal(vec)
+    back = _parse(literal)
+    want = vec.astype(np.float32)
+    assert back.shape == want.shape
+    # Parsed as double and then rounded, and parsed straight to float32 (pgvector uses strtof):
+    # both give back the same bits.
+    assert back.astype(np.float32).tobytes() == want.tobytes()
+    assert np.array(literal[1:-1].split(","), dtype=np.float32).tobytes() == want.tobytes()
+    # Every element is float32's value exactly, not a longer float64 expansion of it.
+    np.testing.assert_array_equal(back, want.astype(np.float64))
+
+
+def test_vector_literal_of_an_embedding(lm: loading.LoadedModel) -> None:
+    vec = embedding.embed_texts(lm, ["a green cross"])[0]
+    back = _parse(embedding.to_vector_literal(vec))
+    assert back.astype(np.float32).tobytes() == vec.tobytes()
+    assert len(back) == 64
