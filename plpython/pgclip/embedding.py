@@ -55,12 +55,23 @@ def embed_images(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
     t0 = time.perf_counter()
     batch = torch.stack([lm.preprocess(img) for img in images]).to(lm.key.device)
     if lm.key.precision != "fp32":
-        batch = batch.to(dtype=next(lm.model.parameters()).dtype)
+        batch = batch.to(dtype=_image_input_dtype(lm))
     with torch.inference_mode():
         feats = lm.model.encode_image(batch)
         out = F.normalize(feats.float(), dim=-1).cpu().numpy()
     _count(lm, "image", len(images), time.perf_counter() - t0)
     return out
+
+
+def _image_input_dtype(lm: LoadedModel) -> object:
+    """The dtype of the image tower's first weight: at fp16/bf16 open_clip converts the conv
+    and linear weights but keeps embeddings (the first parameters) in fp32."""
+    import torch
+
+    for module in lm.model.visual.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            return module.weight.dtype
+    return next(lm.model.visual.parameters()).dtype
 
 
 def _count(lm: LoadedModel, tower: str, n: int, seconds: float) -> None:

@@ -1,0 +1,74 @@
+"""Upgrade path equals fresh install; dump and restore keep auto-embedding working."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+
+from tests.conftest import PG_BINDIR
+from tests.helpers import generated
+
+CONTENTS = """
+    SELECT pg_describe_object(d.classid, d.objid, 0) AS object,
+           CASE WHEN d.classid = 'pg_proc'::regclass THEN
+                pg_get_functiondef(d.objid) || coalesce(array_to_string(p.proacl, ','), '')
+           END AS definition
+      FROM pg_depend d
+      JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgclip'
+      LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+     WHERE d.deptype = 'e'
+     ORDER BY 1"""
+TABLES = """
+    SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+           c.relacl::text, c.relrowsecurity
+      FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+     WHERE c.relname IN ('clip_columns', 'clip_errors', 'clip_status')
+     ORDER BY 1, a.attnum"""
+POLICIES = "SELECT tablename, policyname, cmd, qual, with_check FROM pg_policies ORDER BY 1, 2"
+
+
+def snapshot(dsn: str) -> tuple:
+    with psycopg.connect(dsn) as c:
+        return tuple(c.execute(q).fetchall() for q in (CONTENTS, TABLES, POLICIES))
+
+
+def test_upgrade_from_0_1_0_equals_fresh_install(cluster, make_db) -> None:
+    fresh = make_db("pgclip_fresh")
+    upgraded = cluster.dsn("pgclip_upgraded")
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS pgclip_upgraded")
+        c.execute("CREATE DATABASE pgclip_upgraded")
+    with psycopg.connect(upgraded, autocommit=True) as c:
+        c.execute("CREATE EXTENSION pgclip VERSION '0.1.0' CASCADE")
+        c.execute("ALTER EXTENSION pgclip UPDATE")
+        assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgclip'"
+                         ).fetchone()[0] != "0.1.0"
+    a, b = snapshot(fresh), snapshot(upgraded)
+    assert a[0] and a == b
+
+
+def test_dump_and_restore(cluster, make_db) -> None:
+    src = make_db("pgclip_dump_src")
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("SET pgclip.model = 'pgclip-tiny'")
+        c.execute("CREATE TABLE pics (id int PRIMARY KEY, image bytea)")
+        rows = generated(3, seed=51)
+        c.execute("INSERT INTO pics VALUES (1, %s), (2, %s)", (rows[0][1], rows[1][1]))
+        c.execute("SELECT clip_auto_embed('pics', 'image', 'image')")
+        before = c.execute("SELECT id, image_embedding::text FROM pics ORDER BY id").fetchall()
+    dump = subprocess.run([str(PG_BINDIR / "pg_dump"), "-h", cluster.host, "-p",
+                           str(cluster.port), "-U", cluster.user, "-Fc", "pgclip_dump_src"],
+                          capture_output=True, check=True).stdout
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS pgclip_dump_dst")
+        c.execute("CREATE DATABASE pgclip_dump_dst")
+    subprocess.run([str(PG_BINDIR / "pg_restore"), "-h", cluster.host, "-p", str(cluster.port),
+                    "-U", cluster.user, "-d", "pgclip_dump_dst", "--exit-on-error"],
+                   input=dump, capture_output=True, check=True)
+    with psycopg.connect(cluster.dsn("pgclip_dump_dst"), autocommit=True) as c:
+        after = c.execute("SELECT id, image_embedding::text FROM pics ORDER BY id").fetchall()
+        assert after == before
+        assert c.execute("SELECT model FROM clip_columns").fetchall() == [("pgclip-tiny",)]
+        c.execute("INSERT INTO pics VALUES (3, %s)", (rows[2][1],))
+        assert c.execute("SELECT count(image_embedding) FROM pics").fetchone()[0] == 3
