@@ -34,6 +34,9 @@ test: install  ## the whole test suite against real PostgreSQL clusters the test
 unit: setup  ## only the tests that need no PostgreSQL
 	@bash scripts/test.sh tests/plpython $(PYTEST_ARGS)
 
+bench:  ## pgclip against raw open_clip; writes bench/results/latest.{json,md} (BENCH_ARGS=--help)
+	@bash bench/run.sh $(BENCH_ARGS)
+
 tiny-model: setup  ## retrain the committed test model (pgclip-tiny) from generated images
 	@cd plpython && $(PY) -m pgclip.train_tiny
 

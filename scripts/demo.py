@@ -20,8 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / ".pgclip" / "samples"
 EXAMPLES = sorted((ROOT / "sql" / "examples").glob("*.sql"))
 PSQL = str(Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip()) / "psql")
-QUERIES = ["a red circle", "a blue square", "a large yellow triangle", "a green cross",
-           "a purple diamond on a white background"]
+QUERIES = [
+    "a red circle",
+    "a blue square",
+    "a large yellow triangle",
+    "a green cross",
+    "a purple diamond on a white background",
+]
 
 
 def write_samples() -> list[tuple[str, Path]]:
@@ -45,15 +50,20 @@ def main(url: str) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgclip CASCADE")
         conn.execute("ALTER EXTENSION pgclip UPDATE")  # a cluster kept from an older checkout
         db = conn.execute("SELECT current_database()").fetchone()[0]
-        conn.execute(f"ALTER DATABASE {psycopg.sql.Identifier(db).as_string(conn)} "
-                     "SET pgclip.model = 'pgclip-tiny'")
+        conn.execute(
+            f"ALTER DATABASE {psycopg.sql.Identifier(db).as_string(conn)} "
+            "SET pgclip.model = 'pgclip-tiny'"
+        )
         conn.execute("SET pgclip.model = 'pgclip-tiny'")
-        info = conn.execute("SELECT model, embedding_dim, device, load_seconds "
-                            "FROM clip_model_info()").fetchone()
+        info = conn.execute(
+            "SELECT model, embedding_dim, device, load_seconds FROM clip_model_info()"
+        ).fetchone()
         print(f"model {info[0]} ({info[1]}-d) on {info[2]}, loaded in {info[3]:.2f}s")
         conn.execute("DROP TABLE IF EXISTS demo_photos")
-        conn.execute(f"CREATE TABLE demo_photos (id bigserial PRIMARY KEY, caption text, "
-                     f"image bytea, embedding vector({info[1]}))")
+        conn.execute(
+            f"CREATE TABLE demo_photos (id bigserial PRIMARY KEY, caption text, "
+            f"image bytea, embedding vector({info[1]}))"
+        )
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO demo_photos (caption, image, embedding) "
@@ -73,10 +83,14 @@ def main(url: str) -> None:
                 print(f"  {rank}. {caption}  (cosine distance {dist})")
     for example in EXAMPLES:
         print(f"\n##### {example.relative_to(ROOT)} #####", flush=True)
-        subprocess.run([PSQL, "-X", "-q", "-v", f"samples={SAMPLES}", "-d", url, "-f",
-                        str(example)], check=True)
-    print("\nTry it yourself: make psql, then\n  SELECT caption FROM demo_photos "
-          "ORDER BY embedding <=> clip_embed_text('a small orange circle') LIMIT 5;")
+        subprocess.run(
+            [PSQL, "-X", "-q", "-v", f"samples={SAMPLES}", "-d", url, "-f", str(example)],
+            check=True,
+        )
+    print(
+        "\nTry it yourself: make psql, then\n  SELECT caption FROM demo_photos "
+        "ORDER BY embedding <=> clip_embed_text('a small orange circle') LIMIT 5;"
+    )
 
 
 if __name__ == "__main__":

@@ -162,7 +162,22 @@ def shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def psql(cluster: Cluster, dbname: str, *args: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("psql") or str(PG_BINDIR / "psql")
     return subprocess.run(
-        [exe, "-X", "-v", "ON_ERROR_STOP=1", "-h", cluster.host, "-p", str(cluster.port),
-         "-U", cluster.user, "-d", dbname, *args],
-        capture_output=True, text=True, timeout=600,
+        [
+            exe,
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            cluster.host,
+            "-p",
+            str(cluster.port),
+            "-U",
+            cluster.user,
+            "-d",
+            dbname,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from pgclip import shapes
 from tests.conftest import psql
 from tests.helpers import image_bytes
-from pgclip import shapes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "sql" / "examples"
 
@@ -32,8 +32,9 @@ def test_example_runs(cluster, db, samples, name: str) -> None:
 
 
 def test_photo_album_finds_the_red_circle(cluster, db, samples) -> None:
-    out = psql(cluster, "pgclip_test", "-v", f"samples={samples}",
-               "-f", str(EXAMPLES / "photo_album.sql"))
+    out = psql(
+        cluster, "pgclip_test", "-v", f"samples={samples}", "-f", str(EXAMPLES / "photo_album.sql")
+    )
     block = out.stdout.split("== Text -> image: plain SQL")[1]
     first = [ln for ln in block.splitlines() if ".png" in ln][0]
     assert "red_circle.png" in first

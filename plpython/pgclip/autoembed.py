@@ -61,15 +61,15 @@ def _prepare(modality: str, value: Any, s: Settings) -> Any:
     text = str(value)
     if len(text) > s.max_text_chars:
         raise images.ImageTooLarge(
-            f"text is {len(text)} characters, more than pgclip.max_text_chars "
-            f"({s.max_text_chars})",
+            f"text is {len(text)} characters, more than pgclip.max_text_chars ({s.max_text_chars})",
             hint="Raise pgclip.max_text_chars, or shorten the text.",
         )
     return text
 
 
-def embed_batch(lm: LoadedModel, modality: str, values: Sequence[Any], s: Settings,
-                batch_size: int) -> BatchResult:
+def embed_batch(
+    lm: LoadedModel, modality: str, values: Sequence[Any], s: Settings, batch_size: int
+) -> BatchResult:
     """Embed ``values`` (NULLs give None), at most ``batch_size`` per forward pass."""
     prepared: list[tuple[int, Any]] = []
     result = BatchResult(vectors=[None] * len(values))
@@ -82,10 +82,10 @@ def embed_batch(lm: LoadedModel, modality: str, values: Sequence[Any], s: Settin
             result.errors[i] = e
     embed = embedding.embed_images if modality == "image" else embedding.embed_texts
     for start in range(0, len(prepared), batch_size):
-        chunk = prepared[start:start + batch_size]
+        chunk = prepared[start : start + batch_size]
         vecs = embed(lm, [p for _, p in chunk])
         counters.model_calls += 1
-        for (i, _), vec in zip(chunk, vecs):
+        for (i, _), vec in zip(chunk, vecs, strict=False):
             result.vectors[i] = vec
     counters.rows_embedded += len(prepared)
     counters.rows_failed += len(result.errors)

@@ -35,8 +35,10 @@ DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 # Formats any session may add to pgclip.image_formats: common formats whose decoders are
 # widely deployed and fuzzed. Every other format Pillow reads (EPS via Ghostscript, PSD, FITS,
 # and the long tail of legacy formats) has a riskier decoder and needs an administrator.
-USER_FORMATS = (*DEFAULT_FORMATS, "MPO", "ICO", "PPM", "QOI", "AVIF")
-FORMAT_ALIASES = {"JPG": "JPEG", "JPE": "JPEG", "TIF": "TIFF", "PGM": "PPM", "PBM": "PPM"}
+USER_FORMATS = (*DEFAULT_FORMATS, "ICO", "PPM", "QOI", "AVIF")
+# MPO (JPEG with extra pictures, from many cameras) is read by the JPEG plugin.
+FORMAT_ALIASES = {"JPG": "JPEG", "JPE": "JPEG", "MPO": "JPEG", "TIF": "TIFF", "PGM": "PPM",
+                  "PBM": "PPM"}
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 
 
@@ -146,8 +148,11 @@ def _decode(data: bytes, fmt: str | None, allowed: list[str], limits: ImageLimit
     except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for corrupt headers
-        raise InvalidImage(f"image header could not be read: {e}", detail=_describe(data),
-                           hint="The bytes are truncated or corrupt; re-encode the image.") from None
+        raise InvalidImage(
+            f"image header could not be read: {e}",
+            detail=_describe(data),
+            hint="The bytes are truncated or corrupt; re-encode the image.",
+        ) from None
     width, height = img.size
     _check_pixels(img.size, limits.max_pixels, f"the {img.format} image is {width}x{height}")
     if width == 0 or height == 0:
@@ -155,6 +160,8 @@ def _decode(data: bytes, fmt: str | None, allowed: list[str], limits: ImageLimit
                            hint="The image is empty; re-encode it.")
     try:
         img.load()  # the first frame of an animation
+        # After load(): Pillow's TIFF plugin applies the orientation itself while loading
+        # and then drops the tag, so it is not applied twice.
         return to_rgb(_orient(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
         raise
@@ -207,10 +214,7 @@ def _bomb(e: Exception, max_pixels: int) -> ImageTooLarge:
 
 def _allowed(formats: tuple[str, ...]) -> list[str]:
     known = pillow_formats()
-    allowed = [f for f in formats if f in known]
-    if "JPEG" in allowed and "MPO" in known and "MPO" not in allowed:
-        allowed.append("MPO")  # a JPEG with extra pictures (many phone cameras); read as JPEG
-    return allowed
+    return [f for f in formats if f in known]
 
 
 def _magicless(allowed: list[str]) -> bool:

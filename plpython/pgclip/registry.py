@@ -70,7 +70,8 @@ def resolve_weights(model: str, pretrained: str | None) -> WeightsSource:
     if not tag:
         raise WeightsUnavailable(
             f'no default pretrained weights for model "{model}"',
-            hint="Set pgclip.pretrained to a tag of open_clip.list_pretrained() or a checkpoint path.",
+            hint="Set pgclip.pretrained to a tag of open_clip.list_pretrained() "
+            "or a checkpoint path.",
         )
     if model == TINY_MODEL and tag == TINY_TAG:
         return WeightsSource(tag, str(TINY_WEIGHTS), is_file=True)

@@ -15,6 +15,7 @@ from pgclip.errors import InvalidParameter, PgclipError
 from pgclip.images import (
     DEFAULT_FORMATS,
     FORMAT_ALIASES,
+    USER_FORMATS,
     ImageLimits,
     is_admin_only,
     pillow_formats,
@@ -97,7 +98,7 @@ def parse_formats(raw: str | None, admin_formats: Collection[str] = ()) -> tuple
                 "administrator can enable",
                 detail=f'The setting is "{raw}".',
                 hint=f"Remove {name} from pgclip.image_formats; formats any session may "
-                "enable: JPEG, PNG, WEBP, GIF, BMP, TIFF, MPO, ICO, PPM, QOI, AVIF.",
+                f"enable: {', '.join(USER_FORMATS)}.",
             )
         if name not in names:
             names.append(name)
@@ -116,8 +117,8 @@ def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = ())
     return Settings(
         model=(raw.get("model") or "").strip(),
         pretrained=(raw.get("pretrained") or "").strip(),
-        device=(raw.get("device") or "auto").strip(),
-        precision=(raw.get("precision") or "auto").strip(),
+        device=(raw.get("device") or "").strip() or "auto",
+        precision=(raw.get("precision") or "").strip() or "auto",
         image_limits=ImageLimits(
             max_bytes=_int("max_image_bytes", raw.get("max_image_bytes"), base.max_bytes,
                            units=True),

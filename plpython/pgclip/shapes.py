@@ -44,7 +44,9 @@ class ShapeSpec:
         return all(getattr(self, k) == v for k, v in attrs.items())
 
 
-def random_spec(rng: random.Random, color: str | None = None, shape: str | None = None) -> ShapeSpec:
+def random_spec(
+    rng: random.Random, color: str | None = None, shape: str | None = None
+) -> ShapeSpec:
     color = color or rng.choice(list(COLORS))
     backgrounds = [b for b in BACKGROUNDS if b != color]
     return ShapeSpec(

@@ -109,8 +109,10 @@ def train(steps: int, batch: int, out: Path) -> dict[str, float]:
         sched.step()
         if step % 100 == 0 or step == steps:
             metrics = evaluate(model, preprocess, tokenizer)
-            print(f"step {step}/{steps} loss {loss.item():.3f} {metrics} {time.time() - start:.0f}s",
-                  flush=True)
+            print(
+                f"step {step}/{steps} loss {loss.item():.3f} {metrics} {time.time() - start:.0f}s",
+                flush=True,
+            )
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out), metadata={"model": registry.TINY_MODEL, "seed": str(TINY_SEED)})

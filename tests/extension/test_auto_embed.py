@@ -22,8 +22,10 @@ def make_photos(conn: psycopg.Connection, name: str, n: int = 0, seed: int = 1) 
     conn.execute(f"CREATE TABLE {name} (id bigserial PRIMARY KEY, caption text, image bytea)")
     rows = generated(n, seed)
     with conn.cursor() as cur:
-        cur.executemany(f"INSERT INTO {name} (caption, image) VALUES (%s, %s)",
-                        [(s.caption(), b) for s, b in rows])
+        cur.executemany(
+            f"INSERT INTO {name} (caption, image) VALUES (%s, %s)",
+            [(s.caption(), b) for s, b in rows],
+        )
     return [b for _, b in rows]
 
 
@@ -35,19 +37,28 @@ def test_setup_adds_column_triggers_index_registry_and_backfills(conn, ref) -> N
     images = make_photos(conn, "ae_setup", 5)
     col = conn.execute("SELECT clip_auto_embed('ae_setup', 'image', 'image')").fetchone()[0]
     assert col == "image_embedding"
-    typ = conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                       "WHERE attrelid = 'ae_setup'::regclass AND attname = 'image_embedding'"
-                       ).fetchone()[0]
+    typ = conn.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'ae_setup'::regclass AND attname = 'image_embedding'"
+    ).fetchone()[0]
     assert typ == "vector(64)"
-    trig = {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = "
-                                       "'ae_setup'::regclass AND NOT tgisinternal")}
+    trig = {
+        r[0]
+        for r in conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = "
+            "'ae_setup'::regclass AND NOT tgisinternal"
+        )
+    }
     assert trig == {"pgclip_image_embedding_ins", "pgclip_image_embedding_upd"}
-    idx = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'ae_setup' "
-                       "AND indexdef LIKE '%hnsw%'").fetchone()[0]
+    idx = conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'ae_setup' AND indexdef LIKE '%hnsw%'"
+    ).fetchone()[0]
     assert "vector_cosine_ops" in idx
-    reg = conn.execute("SELECT source_column, modality, key_column, model, pretrained, "
-                       "embedding_dim, on_error FROM clip_columns "
-                       "WHERE table_oid = 'ae_setup'::regclass").fetchone()
+    reg = conn.execute(
+        "SELECT source_column, modality, key_column, model, pretrained, "
+        "embedding_dim, on_error FROM clip_columns "
+        "WHERE table_oid = 'ae_setup'::regclass"
+    ).fetchone()
     assert reg == ("image", "image", "id", "pgclip-tiny", "pgclip", 64, "raise")
     got = np.stack([v.to_numpy() for v in vectors(conn, "ae_setup")])
     want = ref.image([decoded(b) for b in images])
@@ -63,8 +74,9 @@ def test_insert_update_and_null(conn, ref) -> None:
     assert v[1] is None
     assert np.max(np.abs(v[0].to_numpy() - ref.image([decoded(a)])[0])) <= 1e-5
     conn.execute("UPDATE ae_rows SET image = %s WHERE id = (SELECT min(id) FROM ae_rows)", (b,))
-    assert np.max(np.abs(vectors(conn, "ae_rows")[0].to_numpy()
-                         - ref.image([decoded(b)])[0])) <= 1e-5
+    assert (
+        np.max(np.abs(vectors(conn, "ae_rows")[0].to_numpy() - ref.image([decoded(b)])[0])) <= 1e-5
+    )
     conn.execute("UPDATE ae_rows SET image = NULL WHERE id = (SELECT min(id) FROM ae_rows)")
     assert vectors(conn, "ae_rows")[0] is None
     conn.execute("UPDATE ae_rows SET image = %s WHERE image IS NULL", (a,))
@@ -121,18 +133,26 @@ def test_copy_skip_mode_keeps_every_row_and_logs_the_bad_ones(conn) -> None:
     assert conn.execute("SELECT count(*) FROM ae_skip").fetchone()[0] == 200
     nulls = {r[0] for r in conn.execute("SELECT id FROM ae_skip WHERE image_embedding IS NULL")}
     assert nulls == bad
-    errs = conn.execute("SELECT row_key::int, sqlstate, message FROM clip_errors "
-                        "WHERE table_oid = 'ae_skip'::regclass ORDER BY 1").fetchall()
+    errs = conn.execute(
+        "SELECT row_key::int, sqlstate, message FROM clip_errors "
+        "WHERE table_oid = 'ae_skip'::regclass ORDER BY 1"
+    ).fetchall()
     assert {e[0] for e in errs} == bad
     assert all(e[1] == "22023" and "image" in e[2] for e in errs)
-    status = conn.execute("SELECT total_rows, embedded_rows, pending_rows, failed_rows "
-                          "FROM clip_status WHERE table_name = 'ae_skip'::regclass").fetchone()
+    status = conn.execute(
+        "SELECT total_rows, embedded_rows, pending_rows, failed_rows "
+        "FROM clip_status WHERE table_name = 'ae_skip'::regclass"
+    ).fetchone()
     assert status == (200, 196, 0, 4)
     # Fixing a bad row's source embeds it and clears its error.
     good = generated(1, seed=12)[0][1]
     conn.execute("UPDATE ae_skip SET image = %s WHERE id = 7", (good,))
-    assert conn.execute("SELECT count(*) FROM clip_errors WHERE table_oid = "
-                        "'ae_skip'::regclass").fetchone()[0] == 3
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM clip_errors WHERE table_oid = 'ae_skip'::regclass"
+        ).fetchone()[0]
+        == 3
+    )
 
 
 def test_copy_raise_mode_stores_nothing_and_names_the_first_bad_row(conn) -> None:
@@ -150,8 +170,9 @@ def test_text_column(conn, ref) -> None:
     conn.execute("DROP TABLE IF EXISTS ae_text")
     conn.execute("CREATE TABLE ae_text (id int PRIMARY KEY, title text)")
     conn.execute("INSERT INTO ae_text VALUES (1, 'a red circle'), (2, NULL)")
-    conn.execute("SELECT clip_auto_embed('ae_text', 'title', 'text', 'title_vec', "
-                 "create_index => false)")
+    conn.execute(
+        "SELECT clip_auto_embed('ae_text', 'title', 'text', 'title_vec', create_index => false)"
+    )
     v = vectors(conn, "ae_text", "title_vec")
     assert v[1] is None
     assert np.max(np.abs(v[0].to_numpy() - ref.text(["a red circle"])[0])) <= 1e-5
@@ -169,14 +190,20 @@ def test_column_stays_bound_to_its_model(conn, new_conn, ref) -> None:
     assert np.max(np.abs(got - ref.image([decoded(data)])[0])) <= 1e-5
 
 
-@pytest.mark.parametrize("call, sqlstate, words", [
-    ("SELECT clip_auto_embed('ae_bad', 'nope', 'image')", "22023", "does not exist"),
-    ("SELECT clip_auto_embed('ae_bad', 'caption', 'image')", "42804", "needs bytea"),
-    ("SELECT clip_auto_embed('ae_bad', 'image', 'audio')", "22023", "modality"),
-    ("SELECT clip_auto_embed('ae_bad', 'image', 'image', on_error => 'ignore')", "22023",
-     "on_error"),
-    ("SELECT clip_auto_embed('ae_nokey', 'image', 'image')", "0A000", "primary key"),
-])
+@pytest.mark.parametrize(
+    "call, sqlstate, words",
+    [
+        ("SELECT clip_auto_embed('ae_bad', 'nope', 'image')", "22023", "does not exist"),
+        ("SELECT clip_auto_embed('ae_bad', 'caption', 'image')", "42804", "needs bytea"),
+        ("SELECT clip_auto_embed('ae_bad', 'image', 'audio')", "22023", "modality"),
+        (
+            "SELECT clip_auto_embed('ae_bad', 'image', 'image', on_error => 'ignore')",
+            "22023",
+            "on_error",
+        ),
+        ("SELECT clip_auto_embed('ae_nokey', 'image', 'image')", "0A000", "primary key"),
+    ],
+)
 def test_setup_errors(conn, call: str, sqlstate: str, words: str) -> None:
     make_photos(conn, "ae_bad")
     conn.execute("DROP TABLE IF EXISTS ae_nokey")
@@ -192,12 +219,26 @@ def test_remove(conn) -> None:
     make_photos(conn, "ae_remove", 2)
     conn.execute("SELECT clip_auto_embed('ae_remove', 'image', 'image')")
     conn.execute("SELECT clip_auto_embed_remove('ae_remove')")
-    assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = "
-                        "'ae_remove'::regclass AND NOT tgisinternal").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM clip_columns WHERE table_oid = "
-                        "'ae_remove'::regclass").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = "
+            "'ae_remove'::regclass AND NOT tgisinternal"
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM clip_columns WHERE table_oid = 'ae_remove'::regclass"
+        ).fetchone()[0]
+        == 0
+    )
     assert conn.execute("SELECT count(image_embedding) FROM ae_remove").fetchone()[0] == 2
     conn.execute("SELECT clip_auto_embed('ae_remove', 'image', 'image')")
     conn.execute("SELECT clip_auto_embed_remove('ae_remove', drop_column => true)")
-    assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'ae_remove'::regclass"
-                        " AND attname = 'image_embedding' AND NOT attisdropped").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ae_remove'::regclass"
+            " AND attname = 'image_embedding' AND NOT attisdropped"
+        ).fetchone()[0]
+        == 0
+    )

@@ -39,31 +39,69 @@ def test_backfill_resumes_and_keeps_committed_batches(conn, new_conn) -> None:
     assert embedded(conn, "bf_resume") == 30
 
 
-def test_statement_timeout_stops_between_batches_and_work_is_kept(conn, new_conn) -> None:
-    make_photos(conn, "bf_cancel", 300, seed=6)
+@pytest.fixture
+def big_pending(conn):
+    """A table of 600 rows not embedded yet: far more work than a few seconds at batch 1."""
+    make_photos(conn, "bf_cancel", 600, seed=6)
     conn.execute("SELECT clip_auto_embed('bf_cancel', 'image', 'image', backfill => false)")
+    return "bf_cancel"
+
+
+def test_statement_timeout_stops_between_batches_and_work_is_kept(conn, new_conn,
+                                                                  big_pending) -> None:
     c = new_conn()
     c.execute("SELECT clip_embed_text('warm up the model')")
-    c.execute("SET statement_timeout = '700ms'")
+    c.execute("SET statement_timeout = '3s'")
     with pytest.raises(psycopg.errors.QueryCanceled):
-        c.execute("CALL clip_backfill('bf_cancel', batch_size => 2)")
+        c.execute("CALL clip_backfill('bf_cancel', batch_size => 1)")
     done = embedded(conn, "bf_cancel")
-    assert 0 < done < 300 and done % 2 == 0  # whole batches only
+    assert 0 < done < 600  # committed batches stay
     assert c.execute("SELECT 1").fetchone() == (1,)  # the session is usable
     c.execute("RESET statement_timeout")
-    c.execute("CALL clip_backfill('bf_cancel', batch_size => 50)")
-    assert embedded(conn, "bf_cancel") == 300
+    c.execute("CALL clip_backfill('bf_cancel', batch_size => 100)")
+    assert embedded(conn, "bf_cancel") == 600
+
+
+def test_pg_cancel_backend_stops_backfill(conn, new_conn, big_pending) -> None:
+    import threading
+    import time
+
+    c = new_conn()
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            c.execute("CALL clip_backfill('bf_cancel', batch_size => 2)")
+        except BaseException as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 120
+    while embedded(conn, "bf_cancel") < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert conn.execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone()[0]
+    t.join(timeout=120)
+    assert not t.is_alive()
+    assert outcome and isinstance(outcome[0], psycopg.errors.QueryCanceled)
+    done = embedded(conn, "bf_cancel")
+    assert 4 <= done < 600 and done % 2 == 0  # whole batches only
+    assert c.execute("SELECT pg_backend_pid()").fetchone()[0] == pid  # no crash, same backend
 
 
 def test_failed_rows_are_retried_only_when_asked(conn) -> None:
     make_photos(conn, "bf_retry", 6, seed=8)
     conn.execute("UPDATE bf_retry SET image = '\\x0102' WHERE id IN (2, 5)")
-    conn.execute("SELECT clip_auto_embed('bf_retry', 'image', 'image', backfill => false, "
-                 "on_error => 'skip')")
+    conn.execute(
+        "SELECT clip_auto_embed('bf_retry', 'image', 'image', backfill => false, "
+        "on_error => 'skip')"
+    )
     conn.execute("CALL clip_backfill('bf_retry')")
     assert embedded(conn, "bf_retry") == 4
-    st = conn.execute("SELECT pending_rows, failed_rows FROM clip_status "
-                      "WHERE table_name = 'bf_retry'::regclass").fetchone()
+    st = conn.execute(
+        "SELECT pending_rows, failed_rows FROM clip_status WHERE table_name = 'bf_retry'::regclass"
+    ).fetchone()
     assert st == (0, 2)
     attempts = "SELECT sum(attempts) FROM clip_errors WHERE table_oid = 'bf_retry'::regclass"
     assert conn.execute(attempts).fetchone()[0] == 2
@@ -71,8 +109,9 @@ def test_failed_rows_are_retried_only_when_asked(conn) -> None:
     assert conn.execute(attempts).fetchone()[0] == 2
     conn.execute("CALL clip_backfill('bf_retry', retry_failed => true)")
     assert conn.execute(attempts).fetchone()[0] == 4
-    conn.execute("UPDATE bf_retry SET image = (SELECT image FROM bf_retry WHERE id = 1) "
-                 "WHERE id IN (2, 5)")
+    conn.execute(
+        "UPDATE bf_retry SET image = (SELECT image FROM bf_retry WHERE id = 1) WHERE id IN (2, 5)"
+    )
     assert embedded(conn, "bf_retry") == 6
     assert conn.execute(attempts).fetchone()[0] is None
 

@@ -24,13 +24,18 @@ def test_four_sessions_insert_concurrently(conn, new_conn) -> None:
         except BaseException as e:  # reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(c, d)) for c, d in zip(sessions, data)]
+    threads = [
+        threading.Thread(target=work, args=(c, d)) for c, d in zip(sessions, data, strict=False)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
     assert not errors
-    assert conn.execute("SELECT count(*), count(image_embedding) FROM cc_ins").fetchone() == (400, 400)
+    assert conn.execute("SELECT count(*), count(image_embedding) FROM cc_ins").fetchone() == (
+        400,
+        400,
+    )
 
 
 def test_two_sessions_updating_one_row_end_consistent(conn, new_conn, ref) -> None:
@@ -45,7 +50,9 @@ def test_two_sessions_updating_one_row_end_consistent(conn, new_conn, ref) -> No
         for _ in range(5):
             c.execute("UPDATE cc_upd SET image = %s WHERE id = 1", (data,))
 
-    threads = [threading.Thread(target=work, args=(c, d)) for c, d in zip((a, b), imgs)]
+    threads = [
+        threading.Thread(target=work, args=(c, d)) for c, d in zip((a, b), imgs, strict=False)
+    ]
     for t in threads:
         t.start()
     for t in threads:

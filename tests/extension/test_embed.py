@@ -3,7 +3,10 @@ against a real cluster, compared with open_clip run directly in the test process
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import io
+import re
 
 import numpy as np
 import psycopg
@@ -13,8 +16,13 @@ from PIL import Image
 import pgclip
 from pgclip import shapes
 
-TEXTS = ["a red circle", "a photo of a large blue square on a black background.", "",
-         "ünïcödé text, emoji 🐘 and punctuation!?", "word " * 200]
+TEXTS = [
+    "a red circle",
+    "a photo of a large blue square on a black background.",
+    "",
+    "ünïcödé text, emoji 🐘 and punctuation!?",
+    "word " * 200,
+]
 
 
 def _image_bytes(fmt: str, seed: int = 1) -> tuple[bytes, Image.Image]:
@@ -56,10 +64,12 @@ def test_strict_null_in_null_out(conn: psycopg.Connection) -> None:
     assert row == (None, None)
 
 
-@pytest.mark.parametrize("bad", [b"", b"\x00", b"<html>not an image</html>",
-                                 b"\x89PNG\r\n\x1a\n" + b"\x00" * 30])
+@pytest.mark.parametrize(
+    "bad", [b"", b"\x00", b"<html>not an image</html>", b"\x89PNG\r\n\x1a\n" + b"\x00" * 30]
+)
 def test_bad_image_is_a_clean_error_and_session_survives(
-        conn: psycopg.Connection, bad: bytes) -> None:
+    conn: psycopg.Connection, bad: bytes
+) -> None:
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
     with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
         conn.execute("SELECT clip_embed_image(%s)", (bad,))
@@ -72,27 +82,41 @@ def test_bad_image_is_a_clean_error_and_session_survives(
 
 
 def test_volatility_and_strictness(conn: psycopg.Connection) -> None:
-    rows = dict(conn.execute(
-        "SELECT proname, provolatile::text || proisstrict::text || proparallel::text FROM pg_proc "
-        "WHERE proname IN ('clip_embed_text', 'clip_embed_image')").fetchall())
+    rows = dict(
+        conn.execute(
+            "SELECT proname, provolatile::text || proisstrict::text || proparallel::text "
+            "FROM pg_proc "
+            "WHERE proname IN ('clip_embed_text', 'clip_embed_image')"
+        ).fetchall()
+    )
     assert rows == {"clip_embed_text": "struer", "clip_embed_image": "struer"}
 
 
 def test_every_function_pins_search_path(conn: psycopg.Connection) -> None:
+    """Functions pin it with SET; a procedure that COMMITs may not have a SET clause, so it
+    pins search_path itself in every transaction (pin_search_path in sql_api.autoembed)."""
     rows = conn.execute(
-        "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p "
+        "SELECT p.oid::regprocedure::text, p.proconfig, p.prokind, p.prosrc FROM pg_proc p "
         "JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass "
         "JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgclip' "
-        "WHERE d.deptype = 'e'").fetchall()
+        "WHERE d.deptype = 'e'"
+    ).fetchall()
     assert rows
-    for name, config in rows:
-        assert config and "search_path=pg_catalog, pg_temp" in config, name
+    for name, config, kind, src in rows:
+        if kind == "p":
+            assert config is None, name
+            module, func = re.search(r"^(\w+)\.(\w+)\(plpy", src, re.M).groups()
+            code = inspect.getsource(getattr(importlib.import_module(f"pgclip.sql_api.{module}"),
+                                             func))
+            assert "pin_search_path(plpy)" in code, name
+        else:
+            assert config and "search_path=pg_catalog, pg_temp" in config, name
 
 
 def test_model_info(conn: psycopg.Connection) -> None:
     info = conn.execute("SELECT * FROM clip_model_info()").fetchone()
     cols = [d.name for d in conn.execute("SELECT * FROM clip_model_info()").description]
-    info = dict(zip(cols, info))
+    info = dict(zip(cols, info, strict=False))
     assert info["model"] == "pgclip-tiny"
     assert info["pretrained"] == "pgclip"
     assert info["embedding_dim"] == 64

@@ -42,8 +42,10 @@ def test_upgrade_from_0_1_0_equals_fresh_install(cluster, make_db) -> None:
     with psycopg.connect(upgraded, autocommit=True) as c:
         c.execute("CREATE EXTENSION pgclip VERSION '0.1.0' CASCADE")
         c.execute("ALTER EXTENSION pgclip UPDATE")
-        assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgclip'"
-                         ).fetchone()[0] != "0.1.0"
+        assert (
+            c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgclip'").fetchone()[0]
+            != "0.1.0"
+        )
     a, b = snapshot(fresh), snapshot(upgraded)
     assert a[0] and a == b
 
@@ -57,15 +59,41 @@ def test_dump_and_restore(cluster, make_db) -> None:
         c.execute("INSERT INTO pics VALUES (1, %s), (2, %s)", (rows[0][1], rows[1][1]))
         c.execute("SELECT clip_auto_embed('pics', 'image', 'image')")
         before = c.execute("SELECT id, image_embedding::text FROM pics ORDER BY id").fetchall()
-    dump = subprocess.run([str(PG_BINDIR / "pg_dump"), "-h", cluster.host, "-p",
-                           str(cluster.port), "-U", cluster.user, "-Fc", "pgclip_dump_src"],
-                          capture_output=True, check=True).stdout
+    dump = subprocess.run(
+        [
+            str(PG_BINDIR / "pg_dump"),
+            "-h",
+            cluster.host,
+            "-p",
+            str(cluster.port),
+            "-U",
+            cluster.user,
+            "-Fc",
+            "pgclip_dump_src",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
         c.execute("DROP DATABASE IF EXISTS pgclip_dump_dst")
         c.execute("CREATE DATABASE pgclip_dump_dst")
-    subprocess.run([str(PG_BINDIR / "pg_restore"), "-h", cluster.host, "-p", str(cluster.port),
-                    "-U", cluster.user, "-d", "pgclip_dump_dst", "--exit-on-error"],
-                   input=dump, capture_output=True, check=True)
+    subprocess.run(
+        [
+            str(PG_BINDIR / "pg_restore"),
+            "-h",
+            cluster.host,
+            "-p",
+            str(cluster.port),
+            "-U",
+            cluster.user,
+            "-d",
+            "pgclip_dump_dst",
+            "--exit-on-error",
+        ],
+        input=dump,
+        capture_output=True,
+        check=True,
+    )
     with psycopg.connect(cluster.dsn("pgclip_dump_dst"), autocommit=True) as c:
         after = c.execute("SELECT id, image_embedding::text FROM pics ORDER BY id").fetchall()
         assert after == before

@@ -6,8 +6,9 @@ import random
 
 import numpy as np
 import pytest
-from pgclip import embedding, loading, registry, shapes
 from PIL import Image
+
+from pgclip import embedding, loading, registry, shapes
 
 TEXTS = ["a red circle", "a photo of a large blue square on a black background.", "",
          "ünïcödé, emoji 🐘 and punctuation!?", "word " * 200]
@@ -44,10 +45,10 @@ def test_embed_images_equals_open_clip(lm: loading.LoadedModel, ref) -> None:
 def test_batch_equals_one_at_a_time(lm: loading.LoadedModel) -> None:
     imgs = _images(3, seed=8)
     batch = embedding.embed_images(lm, imgs)
-    for img, row in zip(imgs, batch):
+    for img, row in zip(imgs, batch, strict=True):
         assert np.max(np.abs(embedding.embed_images(lm, [img])[0] - row)) <= 1e-5
     texts = embedding.embed_texts(lm, TEXTS[:3])
-    for text, row in zip(TEXTS[:3], texts):
+    for text, row in zip(TEXTS[:3], texts, strict=True):
         assert np.max(np.abs(embedding.embed_texts(lm, [text])[0] - row)) <= 1e-5
 
 

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from pgclip import images
 from pgclip.errors import InvalidImage, PgclipError
 from pgclip.images import FormatNotAllowed, ImageLimits, ImageTooLarge, decode_image
-from PIL import Image
 
 WHITE = (255, 255, 255)
 RED, BLUE, YELLOW, GREEN = (200, 40, 40), (30, 60, 220), (240, 220, 30), (30, 170, 50)
@@ -339,7 +340,8 @@ def _tiff(width: int, height: int, order: str = "<", big: bool = False) -> bytes
         entries = [struct.pack(order + "HHQQ", tag, 4, 1, v)
                    for tag, v in ((256, width), (257, height))]
         return head + struct.pack(order + "Q", 2) + b"".join(entries) + struct.pack(order + "Q", 0)
-    entries = [struct.pack(order + "HHII", tag, 4, 1, v) for tag, v in ((256, width), (257, height))]
+    entries = [struct.pack(order + "HHII", tag, 4, 1, v)
+               for tag, v in ((256, width), (257, height))]
     return mark + struct.pack(order + "HI", 42, 8) + struct.pack(order + "H", 2) \
         + b"".join(entries) + struct.pack(order + "I", 0)
 
@@ -622,8 +624,8 @@ def test_truncated_pixel_data_is_invalid_image(fmt: str) -> None:
 
 
 def test_every_error_is_a_pgclip_error_with_a_hint() -> None:
-    cases = [(b"", ImageLimits()), (b"x" * 10, ImageLimits(max_bytes=5)), (huge("PNG"), ImageLimits()),
-             (PSD, ImageLimits()), (b"junk", ImageLimits())]
+    cases = [(b"", ImageLimits()), (b"x" * 10, ImageLimits(max_bytes=5)),
+             (huge("PNG"), ImageLimits()), (PSD, ImageLimits()), (b"junk", ImageLimits())]
     for data, limits in cases:
         with pytest.raises(PgclipError) as exc:
             decode_image(data, limits)

@@ -9,6 +9,7 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
+
 from pgclip import loading, registry, shapes
 from pgclip.errors import InvalidParameter, WeightsUnavailable
 
@@ -73,7 +74,7 @@ def test_tiny_model_is_cached(empty_cache: OrderedDict) -> None:
     assert other is not first
     assert len(loading.cached_keys()) == 2
     # Same file, so the same numbers.
-    for a, b in zip(_outputs(first), _outputs(other)):
+    for a, b in zip(_outputs(first), _outputs(other), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -138,7 +139,8 @@ def test_bf16_on_cpu_loads_close_to_fp32(monkeypatch: pytest.MonkeyPatch) -> Non
     dtypes = {n: t.dtype for n, t in half.model.state_dict().items()}
     assert dtypes["visual.conv1.weight"] == dtypes["text_projection"] == torch.bfloat16
     monkeypatch.setattr(loading, "FAST_LOAD", False)  # open_clip decides which layers are bf16
-    assert dtypes == {n: t.dtype for n, t in loading.load_model(half.key).model.state_dict().items()}
+    reference = loading.load_model(half.key).model.state_dict()
+    assert dtypes == {n: t.dtype for n, t in reference.items()}
     with torch.inference_mode():
         tokens = full.tokenizer(["a red circle"])
         a = torch.nn.functional.normalize(full.model.encode_text(tokens).float(), dim=-1)
@@ -152,7 +154,7 @@ def test_fast_path_equals_open_clip_path(monkeypatch: pytest.MonkeyPatch) -> Non
     slow = loading.load_model(tiny_key())
     assert slow.load_path == loading.PATH_OPEN_CLIP
     assert fast.load_path == loading.PATH_SAFETENSORS, fast.fallback_reason
-    for a, b in zip(_outputs(fast), _outputs(slow)):
+    for a, b in zip(_outputs(fast), _outputs(slow), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import open_clip
 import pytest
+
 from pgclip import registry
 from pgclip.errors import ModelNotFound, WeightsUnavailable
 

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+
 from pgclip import shapes
 
 
@@ -23,8 +24,8 @@ def test_gallery_has_every_colour_and_shape_once() -> None:
 def test_gallery_is_deterministic_per_seed() -> None:
     a, b, c = shapes.gallery(7), shapes.gallery(7), shapes.gallery(8)
     assert [s for s, _ in a] == [s for s, _ in b]
-    assert all(x.tobytes() == y.tobytes() for (_, x), (_, y) in zip(a, b))
-    assert any(x.tobytes() != y.tobytes() for (_, x), (_, y) in zip(a, c))
+    assert all(x.tobytes() == y.tobytes() for (_, x), (_, y) in zip(a, b, strict=True))
+    assert any(x.tobytes() != y.tobytes() for (_, x), (_, y) in zip(a, c, strict=True))
 
 
 @pytest.mark.parametrize("seed", range(5))

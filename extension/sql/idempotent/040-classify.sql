@@ -44,7 +44,7 @@ SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
 from pgclip.sql_api import classify
-return None if image_vector is None else classify.tags(plpy, image_vector, vocabulary, top_k, threshold, score, templates)
+return classify.tags(plpy, image_vector, vocabulary, top_k, threshold, score, templates)
 $python$;
 COMMENT ON FUNCTION clip_tags(vector, text, integer, double precision, text, text[]) IS
   'Tags of a vocabulary whose score (probability or cosine) reaches the threshold, best first, at most top_k';

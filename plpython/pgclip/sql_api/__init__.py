@@ -19,8 +19,9 @@ _settings_plan: Any = None
 _error_class: Any = None
 
 
-def raise_error(plpy: Any, message: str, sqlstate: str, detail: str | None = None,
-                hint: str | None = None) -> None:
+def raise_error(
+    plpy: Any, message: str, sqlstate: str, detail: str | None = None, hint: str | None = None
+) -> None:
     """Raise an SQL ERROR reading ``pgclip: <message>`` with this SQLSTATE, detail and hint.
 
     plpy.error() would prefix the message with ``plpy.Error:``; PL/Python prints a
@@ -77,5 +78,3 @@ def check_text(text: str, s: settings.Settings) -> None:
             hint="Raise pgclip.max_text_chars, or shorten the text (CLIP reads only its first "
             "~77 tokens).",
         )
-
-

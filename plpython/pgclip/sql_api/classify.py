@@ -18,7 +18,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -241,9 +241,11 @@ def _unit_rows(texts: Sequence[str], what: str) -> np.ndarray:
     return np.stack([classify.unit(classify.parse_vector(x, what), what) for x in texts])
 
 
-def tags(plpy: Any, image_vector: str, vocabulary: str, top_k: int | None, threshold: float,
-         score: str, templates: list[str] | None) -> list[str]:
-    """clip_tags(): the tags of one vector, with the session's model."""
+def tags(plpy: Any, image_vector: str | None, vocabulary: str, top_k: int | None,
+         threshold: float, score: str, templates: list[str] | None) -> list[str] | None:
+    """clip_tags(): the tags of one vector, with the session's model (NULL for NULL)."""
+    if image_vector is None:
+        return None
     with sql_errors(plpy):
         version, s = _state(plpy)
         lm = current_model(s)
@@ -430,6 +432,8 @@ class _Progress:
     blocks: int
     scanned: int = 0
     changed: int = 0
+    # Rows this re-tag rewrote into blocks it has yet to scan: skipped when reached.
+    moved: set[str] = field(default_factory=set)
 
 
 def _retag_start(plpy: Any, relid: int, table: str, t: Tagging) -> _Progress:
@@ -454,13 +458,14 @@ def _retag_blocks(plpy: Any, relid: int, table: str, t: Tagging, first: int, cou
                    f"AND ctid OPERATOR(pg_catalog.<) $2::pg_catalog.tid "
                    f"AND ({vec} IS NOT NULL OR {col} IS NOT NULL) FOR NO KEY UPDATE",
                    ["text", "text"])
-    rows = plpy.execute(select, [f"({first},0)", f"({first + count},0)"])
-    if not rows.nrows():
+    rows = [r for r in plpy.execute(select, [f"({first},0)", f"({first + count},0)"])
+            if r["id"] not in p.moved]
+    p.moved.difference_update(r["id"] for r in rows)
+    if not rows:
         return
     version, s = _state(plpy)
     lm = _tagging_model(plpy, t, s)
     v = _vocabulary(plpy, lm, s, t.vocabulary, version, t.templates)
-    rows = list(rows)
     with_vec = [r for r in rows if r["v"] is not None]
     what = f'column "{t.vector_column}"'
     new = dict(zip((r["id"] for r in with_vec),
@@ -479,11 +484,19 @@ def _retag_blocks(plpy: Any, relid: int, table: str, t: Tagging, first: int, cou
                        f"pg_catalog.jsonb)) END "
                        f"FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), "
                        f"pg_catalog.unnest($2::pg_catalog.text[])) AS u(id, tags) "
-                       f"WHERE t.ctid OPERATOR(pg_catalog.=) u.id::pg_catalog.tid",
+                       f"WHERE t.ctid OPERATOR(pg_catalog.=) u.id::pg_catalog.tid "
+                       f"RETURNING t.ctid::pg_catalog.text AS id",
                        ["text[]", "text[]"])
-        plpy.execute(update, [ids, values])
+        end = first + count
+        for r in plpy.execute(update, [ids, values]):
+            if end <= _block_of(r["id"]) < p.blocks:
+                p.moved.add(r["id"])
     p.scanned += len(rows)
     p.changed += len(ids)
+
+
+def _block_of(ctid: str) -> int:
+    return int(ctid.strip("()").split(",")[0])
 
 
 def _blocks_per_batch(p: _Progress, batch_size: int) -> int:

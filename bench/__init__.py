@@ -1,0 +1,1 @@
+"""pgclip's benchmark (``make bench``); see bench/README.md."""

@@ -1,0 +1,112 @@
+"""``make bench``: pgclip against raw open_clip, side by side in one run.
+
+Writes ``bench/results/<name>.json`` and ``<name>.md`` (default name ``latest``). The ViT-B-32
+numbers use a checkpoint of random weights (speed does not depend on the weights) that is
+written once under .pgclip/bench/ and loaded through pgclip's normal loading path
+(``pgclip.pretrained`` set to its absolute path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import cases, report
+from bench.common import ROOT, TINY, VIT, cluster_url, connect, ensure_checkpoint, log, machine
+from bench.common import recreate_db as _recreate_db
+
+ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "search")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default=",".join(ALL_CASES),
+                    help=f"comma-separated subset of {', '.join(ALL_CASES)}")
+    ap.add_argument("--models", default=f"{VIT},{TINY}")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions per measurement")
+    ap.add_argument("--rows", type=int, default=64,
+                    help="rows per ViT-B-32 throughput measurement (pgclip-tiny: 8x)")
+    ap.add_argument("--search-sizes", default="100000",
+                    help="stored vectors per search case, e.g. 100000,1000000 (1M: ~1 h)")
+    ap.add_argument("--search-full", action="store_true",
+                    help="also build HNSW on the inline (STORAGE PLAIN) vector table")
+    ap.add_argument("--name", default="latest", help="results file name (without suffix)")
+    ap.add_argument("--url", default="", help="cluster URL (default: the embedded cluster)")
+    args = ap.parse_args()
+    selected = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = set(selected) - set(ALL_CASES)
+    if unknown:
+        ap.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+
+    started = time.time()
+    ensure_checkpoint()
+    base_url = args.url or cluster_url()
+    url = _recreate_db(base_url)
+    with connect(url) as conn:
+        desc = machine(conn)
+    log(f"machine: {desc['cpu_model']}, {desc['cpu_cores']} cores, {desc['ram_gib']} GiB, "
+        f"torch {desc['torch']} ({desc['torch_build']})")
+    notes = [
+        f"{VIT} uses random weights written once to .pgclip/bench/ and loaded through pgclip's "
+        "normal loading path (SET pgclip.pretrained = '<abs path>.safetensors'); speed does "
+        "not depend on the weights. pgclip-tiny uses its trained weights.",
+        "Medians over --reps repetitions, interleaved with the baseline; ratios are within "
+        "this run. Machine shared with other users: see load average and CPU steal.",
+    ]
+    if desc["torch_build"] != "CPU only" and not desc["cuda_available"]:
+        notes.append("torch is a CUDA build on a machine without a GPU: its import maps "
+                     "~0.5 GB of CUDA libraries per process. CPU-only servers should install "
+                     "the CPU build of torch (pip install torch --index-url "
+                     "https://download.pytorch.org/whl/cpu).")
+    ctx = cases.Context(url=url, reps=args.reps,
+                        rows={VIT: args.rows, TINY: args.rows * 8}, notes=notes)
+    results: dict[str, Any] = {"machine": desc, "notes": notes, "cases": {},
+                               "args": vars(args)}
+    out_dir = ROOT / "bench" / "results"
+
+    def save() -> None:
+        results["duration_seconds"] = time.time() - started
+        report.write(results, out_dir, args.name)
+
+    def run(name: str, fn: Any, *a: Any) -> None:
+        t0 = time.time()
+        try:
+            results["cases"].setdefault(name, {})
+            value = fn(*a)
+        except Exception as e:  # noqa: BLE001 - one failed case must not lose the others
+            log(f"{name} failed: {type(e).__name__}: {e}")
+            value = {"error": f"{type(e).__name__}: {e}"}
+        key = a[-1] if a and isinstance(a[-1], (str, int)) else "all"
+        results["cases"][name][str(key)] = value
+        results["cases"][name][f"{key}_seconds"] = time.time() - t0
+        save()
+
+    for model in models:
+        if "throughput" in selected:
+            run("throughput", cases.throughput, ctx, model)
+        if "overhead" in selected:
+            run("overhead", cases.overhead, ctx, model)
+    for model in models:
+        if "cold" in selected:
+            run("cold_start", cases.cold_start, ctx, model)
+    if "memory" in selected:
+        run("memory", cases.memory, ctx, VIT)
+    if "precision" in selected and VIT in models:
+        run("precision", cases.precision, ctx, VIT)
+    if "search" in selected:
+        from bench.search import search
+
+        for size in [int(s) for s in args.search_sizes.split(",") if s.strip()]:
+            run("search", lambda s: search(url, s, args.search_full, VIT in models), size)
+    save()
+    log(f"done in {time.time() - started:.0f}s: {Path(out_dir, args.name)}.md / .json")
+    print(json.dumps({"meets": report.targets(results)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The baseline: open_clip in a plain Python process, driven by the benchmark over stdin/stdout
+(one JSON command per line, one JSON reply per line). Run as ``python -m bench.raw``.
+
+Commands: ``load`` (how: ``import`` = only import torch and open_clip, ``open_clip`` = its own
+create_model_and_transforms, ``pgclip`` = pgclip.loading's fast path), ``embed_images`` /
+``embed_texts`` (decode or tokenise, forward, normalise; batch 1 or N), ``quit``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from typing import Any
+
+_state: dict[str, Any] = {}
+
+
+def _load(how: str, model: str, pretrained: str, precision: str = "fp32") -> dict[str, Any]:
+    t0 = time.perf_counter()
+    import open_clip
+    import torch
+
+    t_import = time.perf_counter() - t0
+    if how == "import":
+        return {"import": t_import}
+    from pgclip import loading, registry
+
+    registry.register_configs()
+    path = pretrained or str(registry.TINY_WEIGHTS)
+    t1 = time.perf_counter()
+    if how == "open_clip":
+        m, _, preprocess = open_clip.create_model_and_transforms(
+            model, pretrained=path, precision=precision, weights_only=True)
+        m.eval()
+        tokenizer = open_clip.get_tokenizer(model)
+    else:
+        lm = loading.load_model(loading.model_key(model, pretrained, "cpu", precision))
+        m, preprocess, tokenizer = lm.model, lm.preprocess, lm.tokenizer
+    _state.update(model=m, preprocess=preprocess, tokenizer=tokenizer,
+                  dtype=m.visual.conv1.weight.dtype if hasattr(m.visual, "conv1") else None)
+    torch.set_grad_enabled(False)
+    return {"import": t_import, "load": time.perf_counter() - t1,
+            "threads": torch.get_num_threads()}
+
+
+def _embed_images(files: list[str], batch: int) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    data = [open(f, "rb").read() for f in files]
+    m, preprocess, dtype = _state["model"], _state["preprocess"], _state["dtype"]
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(data), batch):
+            imgs = [Image.open(io.BytesIO(b)).convert("RGB") for b in data[i:i + batch]]
+            x = torch.stack([preprocess(im) for im in imgs])
+            if dtype is not None and dtype != torch.float32:
+                x = x.to(dtype)
+            F.normalize(m.encode_image(x).float(), dim=-1).numpy()
+    return {"seconds": time.perf_counter() - t0, "n": len(data)}
+
+
+def _embed_texts(texts: list[str], batch: int) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    m, tokenizer = _state["model"], _state["tokenizer"]
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch):
+            F.normalize(m.encode_text(tokenizer(texts[i:i + batch])).float(), dim=-1).numpy()
+    return {"seconds": time.perf_counter() - t0, "n": len(texts)}
+
+
+def main() -> None:
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)
+    for line in sys.stdin:
+        req = json.loads(line)
+        cmd = req.pop("cmd")
+        try:
+            if cmd == "quit":
+                print(json.dumps({}), flush=True)
+                return
+            if cmd == "load":
+                reply = _load(**req)
+            elif cmd == "embed_images":
+                reply = _embed_images(**req)
+            elif cmd == "embed_texts":
+                reply = _embed_texts(**req)
+            else:
+                reply = {"error": f"unknown command {cmd}"}
+        except Exception as e:  # noqa: BLE001 - reported to the driver
+            reply = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(reply), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+-- Fusion: one query vector from several (early), one ranking from several (late, reciprocal
+-- rank fusion), and one score from several vector columns of a row (multi-vector search).
+-- Queries built here quote identifiers with format('%I') or regclass, and reach pgvector's
+-- operators through the schema vector is installed in, looked up at run time.
+
+CREATE OR REPLACE FUNCTION clip_fuse(vectors vector[], weights double precision[] DEFAULT NULL)
+RETURNS vector
+LANGUAGE plpython3u IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PGCLIP_PRELUDE
+from pgclip.sql_api import classify
+return classify.fuse(plpy, vectors, weights)
+$python$;
+COMMENT ON FUNCTION clip_fuse(vector[], double precision[]) IS
+  'Renormalised weighted sum of vectors, each scaled to unit length first; weights may be negative (default: all 1)';
+
+CREATE OR REPLACE FUNCTION clip_rrf(
+    ranking_a anycompatiblearray, ranking_b anycompatiblearray, k integer DEFAULT 60,
+    weight_a double precision DEFAULT 1, weight_b double precision DEFAULT 1)
+RETURNS TABLE (id anycompatible, score double precision, rank_a bigint, rank_b bigint)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF k IS NULL OR k OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'pgclip: k must be zero or positive, got %', k
+              USING ERRCODE = '22023', HINT = 'The usual choice is 60.';
+    END IF;
+    RETURN QUERY
+    WITH a AS (SELECT u.i, pg_catalog.min(u.r) AS r
+                 FROM pg_catalog.unnest(ranking_a) WITH ORDINALITY AS u(i, r)
+                WHERE u.i IS NOT NULL GROUP BY u.i),
+         b AS (SELECT u.i, pg_catalog.min(u.r) AS r
+                 FROM pg_catalog.unnest(ranking_b) WITH ORDINALITY AS u(i, r)
+                WHERE u.i IS NOT NULL GROUP BY u.i)
+    SELECT COALESCE(a.i, b.i),
+           COALESCE(weight_a OPERATOR(pg_catalog./) (k OPERATOR(pg_catalog.+) a.r), 0)
+             OPERATOR(pg_catalog.+)
+           COALESCE(weight_b OPERATOR(pg_catalog./) (k OPERATOR(pg_catalog.+) b.r), 0),
+           a.r, b.r
+      FROM a FULL JOIN b ON a.i OPERATOR(pg_catalog.=) b.i
+     ORDER BY 2 DESC, LEAST(a.r, b.r), 1;
+END
+$$;
+COMMENT ON FUNCTION clip_rrf(anycompatiblearray, anycompatiblearray, integer, double precision, double precision) IS
+  'Reciprocal rank fusion of two rankings (arrays of ids, best first): score = sum of weight / (k + rank), best first';
+
+-- Helpers the search functions share ------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION clip_key_column(tbl regclass, key_column name DEFAULT NULL)
+RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys name[];
+BEGIN
+    IF key_column IS NOT NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                        WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
+                          AND a.attname OPERATOR(pg_catalog.=) key_column
+                          AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'pgclip: column "%" of % does not exist', key_column, tbl
+                  USING ERRCODE = '42703', HINT = 'Name the column that identifies rows.';
+        END IF;
+        RETURN key_column;
+    END IF;
+    SELECT pg_catalog.array_agg(a.attname) INTO keys
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+           AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey)
+     WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary;
+    IF pg_catalog.cardinality(keys) OPERATOR(pg_catalog.=) 1 THEN
+        RETURN keys[1];
+    END IF;
+    RAISE EXCEPTION 'pgclip: table % has no single-column primary key', tbl
+          USING ERRCODE = '0A000', HINT = 'Pass key_column, the column that identifies rows.';
+END
+$$;
+COMMENT ON FUNCTION clip_key_column(regclass, name) IS
+  'The column that identifies a table''s rows in search results: key_column if given, else the single-column primary key';
+
+CREATE OR REPLACE FUNCTION clip_vector_column_schema(tbl regclass, vector_column name)
+RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    type_name name;
+    type_schema name;
+BEGIN
+    SELECT t.typname, n.nspname INTO type_name, type_schema
+      FROM pg_catalog.pg_attribute a
+      JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace
+     WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) vector_column
+       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgclip: column "%" of % does not exist', vector_column, tbl
+              USING ERRCODE = '42703', HINT = 'Name the vector column to search.';
+    END IF;
+    IF type_name OPERATOR(pg_catalog.<>) 'vector' THEN
+        RAISE EXCEPTION 'pgclip: column "%" of % is %, not vector', vector_column, tbl, type_name
+              USING ERRCODE = '42804', HINT = 'Search a pgvector vector column.';
+    END IF;
+    RETURN type_schema;
+END
+$$;
+COMMENT ON FUNCTION clip_vector_column_schema(regclass, name) IS
+  'The schema of pgvector''s vector type, after checking that the column is a vector column';
+
+-- Multi-vector rows -----------------------------------------------------------------------------
+
+-- Candidates come from each column's own index (ORDER BY col <=> query LIMIT candidates); the
+-- union is scored exactly: sum of weight x cosine similarity (a NULL vector adds 0).
+CREATE OR REPLACE FUNCTION clip_search_fields(
+    tbl regclass, query vector, vector_columns name[], weights double precision[] DEFAULT NULL,
+    k integer DEFAULT 10, candidates integer DEFAULT 100, key_column name DEFAULT NULL)
+RETURNS TABLE (row_key text, score double precision)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := pg_catalog.cardinality(vector_columns);
+    key_col name := @extschema@.clip_key_column(tbl, key_column);
+    vschema name;
+    col name;
+    arms text[] := '{}';
+    terms text[] := '{}';
+    w double precision[] := weights;
+    ef text := COALESCE(pg_catalog.current_setting('hnsw.ef_search', true), '40');
+BEGIN
+    IF n IS NULL OR n OPERATOR(pg_catalog.=) 0 THEN
+        RAISE EXCEPTION 'pgclip: vector_columns must not be empty'
+              USING ERRCODE = '22023', HINT = 'Name the vector columns to search, e.g. ARRAY[''image_vec'', ''title_vec''].';
+    END IF;
+    IF w IS NULL THEN
+        w := pg_catalog.array_fill(1.0::double precision OPERATOR(pg_catalog./) n, ARRAY[n]);
+    ELSIF COALESCE(pg_catalog.cardinality(w), 0) OPERATOR(pg_catalog.<>) n
+          OR pg_catalog.array_position(w, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'pgclip: % vector columns but weights %', n, w
+              USING ERRCODE = '22023', HINT = 'Pass one weight per vector column.';
+    END IF;
+    IF k IS NULL OR k OPERATOR(pg_catalog.<) 1 OR candidates IS NULL
+       OR candidates OPERATOR(pg_catalog.<) k THEN
+        RAISE EXCEPTION 'pgclip: need 1 <= k <= candidates, got k = %, candidates = %', k, candidates
+              USING ERRCODE = '22023', HINT = 'E.g. k => 10, candidates => 100.';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        col := vector_columns[i];
+        vschema := @extschema@.clip_vector_column_schema(tbl, col);
+        arms := arms OPERATOR(pg_catalog.||) pg_catalog.format(
+            '(SELECT t.%1$I AS k FROM %2$s t WHERE t.%3$I IS NOT NULL '
+            'ORDER BY t.%3$I OPERATOR(%4$I.<=>) $1 LIMIT $2)', key_col, tbl, col, vschema);
+        terms := terms OPERATOR(pg_catalog.||) pg_catalog.format(
+            '$3[%1$s] OPERATOR(pg_catalog.*) COALESCE(1 OPERATOR(pg_catalog.-) '
+            '(t.%2$I OPERATOR(%3$I.<=>) $1), 0)', i, col, vschema);
+    END LOOP;
+    IF candidates OPERATOR(pg_catalog.>) ef::integer THEN
+        PERFORM pg_catalog.set_config('hnsw.ef_search', LEAST(candidates, 1000)::text, true);
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format(
+        'SELECT t.%1$I::pg_catalog.text, (%2$s)::pg_catalog.float8 AS score FROM %3$s t '
+        'WHERE t.%1$I IN (%4$s) ORDER BY 2 DESC, 1 LIMIT $4',
+        key_col, pg_catalog.array_to_string(terms, ' OPERATOR(pg_catalog.+) '), tbl,
+        pg_catalog.array_to_string(arms, ' UNION ')) USING query, candidates, w, k;
+    PERFORM pg_catalog.set_config('hnsw.ef_search', ef, true);
+END
+$$;
+COMMENT ON FUNCTION clip_search_fields(regclass, vector, name[], double precision[], integer, integer, name) IS
+  'Search rows with several vector columns (e.g. image and title) by a weighted sum of cosine similarities; candidates from each column''s index';
