@@ -177,7 +177,7 @@ class LabelCache:
             label_vecs = ensemble(np.asarray(embed(lm, texts_in), dtype=np.float32),
                                   len(templates))
             self.stats.forwards += 1
-            for t, v in zip(chunk, label_vecs):
+            for t, v in zip(chunk, label_vecs, strict=True):
                 v.setflags(write=False)
                 vectors[(templates, t)] = v
         rows = []

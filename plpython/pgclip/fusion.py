@@ -40,7 +40,7 @@ def fuse(vectors: Sequence[np.ndarray], weights: Sequence[float] | None = None) 
         raise InvalidParameter(f"vectors have different dimensions: {sorted(dims)}",
                                hint="Fuse vectors made by the same model.")
     total = np.zeros(dims.pop(), np.float64)
-    for i, (v, w) in enumerate(zip(vectors, weights)):
+    for i, (v, w) in enumerate(zip(vectors, weights, strict=True)):
         if w is None or not np.isfinite(w):
             raise InvalidParameter(f"weight {i + 1} is {w}", hint="Weights must be finite numbers.")
         total += float(w) * unit(v, f"vector {i + 1}")
@@ -61,7 +61,7 @@ def rrf(rankings: Sequence[Sequence[Hashable]], k: int = 60,
     weights = list(weights) if weights is not None else [1.0] * len(rankings)
     score: dict[Hashable, float] = {}
     best: dict[Hashable, int] = {}
-    for ranking, w in zip(rankings, weights):
+    for ranking, w in zip(rankings, weights, strict=False):
         seen: set[Hashable] = set()
         for rank, id_ in enumerate(ranking, start=1):
             if id_ is None or id_ in seen:

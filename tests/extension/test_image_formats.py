@@ -309,3 +309,21 @@ def test_default_text_limit(conn: psycopg.Connection) -> None:
     with sql_error(conn, "54000") as diag:
         conn.execute("SELECT clip_embed_text(%s)", ("z" * 10_001,))
     assert "(10000)" in diag[0].message_primary
+
+
+def test_admin_enables_a_risky_format_through_clip_config(conn, new_conn, db) -> None:
+    """pgclip.image_formats may name PSD only once an administrator allowed it in clip_config;
+    a session cannot grant itself that (clip_config is writable only by its owner)."""
+    import psycopg as _pg
+
+    c = new_conn()
+    with pytest.raises(_pg.errors.InsufficientPrivilege) as exc:
+        c.execute("SET pgclip.image_formats = 'PNG,PSD'; SELECT clip_embed_text('x')")
+    assert "administrator" in exc.value.diag.message_primary
+    conn.execute("INSERT INTO clip_config VALUES ('admin_image_formats', 'PSD')")
+    try:
+        c2 = new_conn()
+        c2.execute("SET pgclip.image_formats = 'PNG,PSD'")
+        assert c2.execute("SELECT clip_embed_text('x') IS NOT NULL").fetchone()[0]
+    finally:
+        conn.execute("DELETE FROM clip_config WHERE name = 'admin_image_formats'")

@@ -72,7 +72,7 @@ def assert_tags_match(ref, conn, table: str, thresholds=None, default=0.1, top_k
                       tags=TAGS, score="probability") -> None:
     _, vecs, got = rows(conn, table)
     want, margin = reference_tags(ref, vecs, tags, thresholds or {}, default, top_k, score)
-    for g, w, m in zip(got, want, margin):
+    for g, w, m in zip(got, want, margin, strict=True):
         if m > 1e-4:
             assert g == w
 
@@ -168,8 +168,9 @@ def test_tagging_works_with_auto_embed(conn, ref) -> None:
                         [(i, image_bytes(shapes.render(s, rng, 96))) for i, s in enumerate(specs)])
     got = conn.execute("SELECT id, image_embedding, tags FROM tg_auto ORDER BY id").fetchall()
     assert all(r[2] is not None for r in got)
-    want, margin = reference_tags(ref, np.array([r[1].to_numpy() for r in got]), TAGS, {}, 0.1, 2)
-    for r, w, m in zip(got, want, margin):
+    vecs = np.array([r[1].to_numpy() for r in got])
+    want, margin = reference_tags(ref, vecs, TAGS, {}, 0.1, 2)
+    for r, w, m in zip(got, want, margin, strict=True):
         if m > 1e-4:
             assert r[2] == w
     hits = sum(specs[r[0]].color in r[2] for r in got)
@@ -247,7 +248,7 @@ def test_cosine_score_and_per_tag_threshold(conn, ref) -> None:
     _, vecs, _ = rows(conn, "tg_cos")
     got = [r[0] for r in conn.execute("SELECT labels FROM tg_cos ORDER BY id")]
     want, margin = reference_tags(ref, vecs, TAGS, {"red": 0.7}, 0.5, None, "cosine")
-    for g, w, m in zip(got, want, margin):
+    for g, w, m in zip(got, want, margin, strict=True):
         if m > 1e-4:
             assert g == w
 
@@ -264,8 +265,8 @@ def test_calibration_helper(conn, ref, tagged) -> None:
                                         "WHERE v IS NOT NULL ORDER BY id")]
     for th, r in overall.items():
         want, _ = reference_tags(ref, vecs, TAGS, {}, th, 2)
-        tp = sum(len(set(w) & set(t)) for w, t in zip(want, truth))
-        fp = sum(len(set(w) - set(t)) for w, t in zip(want, truth))
+        tp = sum(len(set(w) & set(t)) for w, t in zip(want, truth, strict=True))
+        fp = sum(len(set(w) - set(t)) for w, t in zip(want, truth, strict=True))
         assert abs(r[2] - tp) <= 1 and abs(r[3] - fp) <= 1
         assert r[5] == pytest.approx(r[2] / (r[2] + r[3]))
         assert r[6] == pytest.approx(r[2] / (r[2] + r[4]))

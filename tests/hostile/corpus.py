@@ -8,6 +8,7 @@
 - ``shuffle``: chunks swapped, duplicated, deleted, reversed or overwritten with noise;
 - ``huge``: headers that declare huge (or zero, or negative) sizes, decompression bombs
   below and above the pixel limit, chunk lengths past the end of the file;
+- ``aspect``: tiny images of an extreme shape (1x65,500) within every limit;
 - ``tiny``: zero-length and every one-byte value, two-byte magic prefixes;
 - ``text``: text, HTML, SVG, XML, JSON, PDF and other non-image bytes;
 - ``nested``: recursive and deeply nested structures: TIFF IFD loops, EXIF loops inside
@@ -183,9 +184,11 @@ def png_bomb(width: int, height: int) -> bytes:
 
 def gif(width: int, height: int, frame: tuple[int, int] | None = None, frames: int = 1) -> bytes:
     fw, fh = frame or (min(width, 8), min(height, 8))
-    out = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    palette = b"\x00\x00\x00\xff\xff\xff"
+    out = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + palette
+    control = b"\x21\xf9\x04\x00\x01\x00\x00\x00"
     for _ in range(frames):
-        out += (b"\x21\xf9\x04\x00\x01\x00\x00\x00" + b"\x2c" + struct.pack("<HHHHB", 0, 0, fw, fh, 0)
+        out += (control + b"\x2c" + struct.pack("<HHHHB", 0, 0, fw, fh, 0)
                 + b"\x02\x02\x44\x01\x00")
     return out + b"\x3b"
 
@@ -204,7 +207,8 @@ def riff_webp(chunk: bytes, body: bytes, riff_size: int | None = None) -> bytes:
 
 
 def webp_vp8x(width: int, height: int) -> bytes:
-    body = b"\x00\x00\x00\x00" + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    body = (b"\x00\x00\x00\x00" + (width - 1).to_bytes(3, "little")
+            + (height - 1).to_bytes(3, "little"))
     return riff_webp(b"VP8X", body)
 
 
@@ -269,7 +273,7 @@ def huge_cases(bases: dict[str, bytes]) -> Iterator[Case]:
         yield case(f"gif-screen-{w}x{h}", gif(w, h))
         yield case(f"gif-frame-{w}x{h}", gif(16, 16, frame=(w, h)))
     jpeg = bases["jpeg-baseline"]
-    for w, h in ((65535, 65535), (65500, 1), (1, 65500), (0, 0), (12000, 12000), (6000, 6000)):
+    for w, h in ((65535, 65535), (0, 0), (12000, 12000), (6000, 6000)):
         yield case(f"jpeg-sof-{w}x{h}", jpeg_with_size(jpeg, w, h))
     for w, h in ((16384, 16384), (1 << 24, 1 << 24), (1, 1 << 24), (7000, 7000)):
         yield case(f"webp-vp8x-{w}x{h}", webp_vp8x(w, h))
@@ -286,9 +290,20 @@ def huge_cases(bases: dict[str, bytes]) -> Iterator[Case]:
     for w, h in ((2**32 - 1, 2**32 - 1), (100_000, 100_000), (1, 2**31), (0, 16)):
         yield case(f"tiff-{w}x{h}", _tiff_basic(w, h))
     yield case("tiff-strip-past-end", _tiff_basic(16, 16, strip_offset=2**31, strip_bytes=2**31))
-    yield case("tiff-ifd-offset-past-end", tiff([(256, 4, 1, 16)], first=8)[:4] + b"\xff\xff\xff\x7f")
+    yield case("tiff-ifd-offset-past-end", b"II*\x00\xff\xff\xff\x7f" + b"\x00" * 32)
     yield case("tiff-count-huge", b"II*\x00\x08\x00\x00\x00\xff\xff" + b"\x00" * 64)
-    yield case("tiff-bigtiff-huge-offset", b"II+\x00\x08\x00\x00\x00" + b"\xff" * 8 + b"\x00" * 32)
+    yield case("tiff-bigtiff-huge-offset",
+               b"II+\x00\x08\x00\x00\x00" + b"\xff" * 8 + b"\x00" * 32)
+
+
+def aspect_cases(bases: dict[str, bytes]) -> Iterator[Case]:
+    """Few pixels, within every limit, but a shape that makes CLIP's preprocessing (scale the
+    shorter side to the model's input size, then crop the centre) allocate width/height
+    times the model's input: a 207-byte PNG of 1x65,500 pixels becomes 48x3,144,000."""
+    jpeg = bases["jpeg-baseline"]
+    for w, h in ((1, 65500), (65500, 1)):
+        yield Case(f"aspect/png-{w}x{h}", "aspect", png_bomb(w, h))
+        yield Case(f"aspect/jpeg-sof-{w}x{h}", "aspect", jpeg_with_size(jpeg, w, h))
 
 
 # --- tiny, text, nested --------------------------------------------------------------------
@@ -346,8 +361,9 @@ TEXTS: tuple[tuple[str, bytes], ...] = (
 def text_cases() -> Iterator[Case]:
     for name, data in TEXTS:
         yield Case(f"text/{name}", "text", data)
-    for magic, label in ((b"GIF89a", "gif"), (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"),
-                         (b"RIFF\x10\x00\x00\x00WEBP", "webp"), (b"BM", "bmp"), (b"II*\x00", "tiff")):
+    for magic, label in ((b"GIF89a", "gif"), (b"\x89PNG\r\n\x1a\n", "png"),
+                         (b"\xff\xd8\xff", "jpeg"), (b"RIFF\x10\x00\x00\x00WEBP", "webp"),
+                         (b"BM", "bmp"), (b"II*\x00", "tiff")):
         yield Case(f"text/{label}-magic-then-html", "text", magic + TEXTS[1][1])
 
 
@@ -408,27 +424,32 @@ def nested_cases(bases: dict[str, bytes]) -> Iterator[Case]:
     many = b"".join(_png_chunk(b"tEXt", b"k\x00%d" % i) for i in range(5000))
     yield case("png-5000-text-chunks", png_rgb[:33] + many + png_rgb[33:])
     yield case("png-ihdr-twice", png_rgb[:33] + png_rgb[8:33] + png_rgb[33:])
-    yield case("png-idat-before-ihdr", png_rgb[:8] + png_rgb[33:-12] + png_rgb[8:33] + png_rgb[-12:])
+    yield case("png-idat-before-ihdr",
+               png_rgb[:8] + png_rgb[33:-12] + png_rgb[8:33] + png_rgb[-12:])
     yield case("png-nested-png-in-chunk", png_rgb[:33] + _png_chunk(b"pNgX", png_rgb) + body[25:]
                + png_rgb[-12:])
-    yield case("png-apng-2000-frames", png_rgb[:33] + _png_chunk(b"acTL", struct.pack(">II", 2000, 0))
-               + png_rgb[33:])
+    actl = _png_chunk(b"acTL", struct.pack(">II", 2000, 0))
+    yield case("png-apng-2000-frames", png_rgb[:33] + actl + png_rgb[33:])
     yield case("gif-5000-frames", gif(8, 8, frames=5000))
     yield case("gif-20000-extensions", b"GIF89a\x08\x00\x08\x00\x00\x00\x00"
                + b"\x21\xfe\x01x\x00" * 20000 + gif(8, 8)[13:])
-    yield case("gif-lzw-all-clear", b"GIF89a\x08\x00\x08\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
-               b"\x2c\x00\x00\x00\x00\x08\x00\x08\x00\x00\x02" + b"\xff" + b"\x04" * 255 + b"\x00\x3b")
+    yield case("gif-lzw-all-clear", b"GIF89a\x08\x00\x08\x00\x80\x00\x00\x00\x00\x00\xff\xff"
+               b"\xff\x2c\x00\x00\x00\x00\x08\x00\x08\x00\x00\x02\xff"
+               + b"\x04" * 255 + b"\x00\x3b")
     webp = bases["webp-lossy"]
     yield case("webp-riff-in-riff", riff_webp(b"RIFF", webp))
     yield case("webp-riff-size-small", webp[:4] + struct.pack("<I", 4) + webp[8:])
-    yield case("webp-anim-frame-in-frame", bases["webp-anim"] + b"ANMF" + struct.pack("<I", 0xFFFFFF00) + webp)
+    yield case("webp-anim-frame-in-frame",
+               bases["webp-anim"] + b"ANMF" + struct.pack("<I", 0xFFFFFF00) + webp)
     yield case("polyglot-png-zip", png_rgb + b"PK\x03\x04" + b"\x00" * 100)
     yield case("polyglot-gif-html", bases["gif-still"][:-1] + b"<script>alert(1)</script>\x3b")
     yield case("polyglot-jpeg-pdf", jpeg + b"%PDF-1.4\n%%EOF")
-    yield case("bmp-rle-runaway", bmp(64, 64, bpp=8)[:30] + struct.pack("<I", 1) + bmp(64, 64, 8)[34:]
-               + b"\x00\x02" * 1000)
-    yield case("ico-containing-png-bomb", b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x01\x00\x20\x00"
-               + struct.pack("<II", len(png(65535, 65535)), 22) + png(65535, 65535))
+    rle = bmp(64, 64, bpp=8)
+    yield case("bmp-rle-runaway", rle[:30] + struct.pack("<I", 1) + rle[34:] + b"\x00\x02" * 1000)
+    inner_png = png(65535, 65535)
+    yield case("ico-containing-png-bomb",
+               b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x01\x00\x20\x00"
+               + struct.pack("<II", len(inner_png), 22) + inner_png)
 
 
 # --- the corpus ----------------------------------------------------------------------------
@@ -444,9 +465,10 @@ def generate(seed: int = 20240501, *, per_base: tuple[int, int, int] = (44, 40, 
     mutators: tuple[Callable[[str, bytes, random.Random, int], Iterator[Case]], ...] = (
         _truncations, _bitflips, _shuffles)
     for name, data in bases.items():
-        for mutate, n in zip(mutators, per_base):
+        for mutate, n in zip(mutators, per_base, strict=True):
             cases.extend(mutate(name, data, rng, n))
     cases.extend(huge_cases(bases))
+    cases.extend(aspect_cases(bases))
     cases.extend(tiny_cases())
     cases.extend(text_cases())
     cases.extend(nested_cases(bases))

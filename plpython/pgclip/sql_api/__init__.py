@@ -16,6 +16,7 @@ from pgclip import images, loading, settings
 from pgclip.errors import PgclipError
 
 _settings_plan: Any = None
+_schema_plan: Any = None
 _error_class: Any = None
 
 
@@ -57,14 +58,34 @@ def sql_errors(plpy: Any) -> Iterator[None]:
         raise_error(plpy, e.message, e.sqlstate, e.detail, e.hint)
 
 
+def ext_schema(plpy: Any) -> str:
+    """The quoted name of the schema pgclip is installed in (looked up each time: the
+    extension may be dropped and created elsewhere within one session)."""
+    global _schema_plan
+    if _schema_plan is None:
+        _schema_plan = plpy.prepare(
+            "SELECT pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e "
+            "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
+            "WHERE e.extname OPERATOR(pg_catalog.=) 'pgclip'"
+        )
+    return plpy.execute(_schema_plan)[0]["s"]
+
+
 def current_settings(plpy: Any) -> settings.Settings:
+    """The session's pgclip.* settings, plus what the administrator allows in clip_config."""
     global _settings_plan
     if _settings_plan is None:
         cols = ", ".join(
             f"pg_catalog.current_setting('pgclip.{n}', true) AS {n}" for n in settings.NAMES
         )
-        _settings_plan = plpy.prepare(f"SELECT {cols}")
-    return settings.parse(plpy.execute(_settings_plan)[0])
+        admin = (
+            f"(SELECT c.value FROM {ext_schema(plpy)}.clip_config c "
+            "WHERE c.name OPERATOR(pg_catalog.=) 'admin_image_formats') AS admin_image_formats"
+        )
+        _settings_plan = plpy.prepare(f"SELECT {cols}, {admin}")
+    row = plpy.execute(_settings_plan)[0]
+    admin_formats = [f.strip() for f in (row["admin_image_formats"] or "").split(",") if f.strip()]
+    return settings.parse(row, admin_formats=admin_formats)
 
 
 def current_model(s: settings.Settings) -> loading.LoadedModel:

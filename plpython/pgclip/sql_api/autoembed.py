@@ -15,7 +15,7 @@ import numpy as np
 
 from pgclip import autoembed, embedding, images, loading, registry
 from pgclip.errors import InvalidParameter, PgclipError
-from pgclip.sql_api import current_model, current_settings, raise_error, sql_errors
+from pgclip.sql_api import current_model, current_settings, ext_schema, raise_error, sql_errors
 
 DEFAULT_BATCH_SIZE = 32
 TRANSITION_NEW = "pgclip_new"
@@ -80,19 +80,6 @@ def _plan(plpy: Any, key: Any, query: str, types: list[str]) -> Any:
     if plan is None:
         plan = _plans[key] = plpy.prepare(query, types)
     return plan
-
-
-def ext_schema(plpy: Any) -> str:
-    """The quoted schema pgclip is installed in."""
-    plan = _plan(
-        plpy,
-        "ext_schema",
-        "SELECT pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e "
-        "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
-        "WHERE e.extname OPERATOR(pg_catalog.=) 'pgclip'",
-        [],
-    )
-    return plpy.execute(plan)[0]["s"]
 
 
 def vector_schema(plpy: Any) -> str:

@@ -453,8 +453,9 @@ def _retag_blocks(plpy: Any, relid: int, table: str, t: Tagging, first: int, cou
     q = plpy.quote_ident
     vec, col = q(t.vector_column), q(t.tags_column)
     select = _plan(plpy, ("retag_select", relid, t.vector_column, t.tags_column),
-                   f"SELECT ctid::pg_catalog.text AS id, {vec}::pg_catalog.text AS v, {col} AS tags "
-                   f"FROM {table} WHERE ctid OPERATOR(pg_catalog.>=) $1::pg_catalog.tid "
+                   f"SELECT ctid::pg_catalog.text AS id, {vec}::pg_catalog.text AS v, "
+                   f"{col} AS tags FROM {table} "
+                   f"WHERE ctid OPERATOR(pg_catalog.>=) $1::pg_catalog.tid "
                    f"AND ctid OPERATOR(pg_catalog.<) $2::pg_catalog.tid "
                    f"AND ({vec} IS NOT NULL OR {col} IS NOT NULL) FOR NO KEY UPDATE",
                    ["text", "text"])
@@ -470,7 +471,7 @@ def _retag_blocks(plpy: Any, relid: int, table: str, t: Tagging, first: int, cou
     what = f'column "{t.vector_column}"'
     new = dict(zip((r["id"] for r in with_vec),
                    _tags_for(_unit_rows([r["v"] for r in with_vec], what), v, lm, t, what)
-                   if with_vec else []))
+                   if with_vec else [], strict=True))
     ids, values = [], []
     for r in rows:
         want = new.get(r["id"])
