@@ -37,6 +37,9 @@ unit: setup  ## only the tests that need no PostgreSQL
 bench:  ## pgclip against raw open_clip; writes bench/results/latest.{json,md} (BENCH_ARGS=--help)
 	@bash bench/run.sh $(BENCH_ARGS)
 
+fuzz: setup  ## atheris fuzzing of image decoding + preprocessing outside PostgreSQL (FUZZ_SECONDS=60; see fuzz/README.md)
+	@PGCLIP_VENV=$(VENV) bash fuzz/run.sh
+
 tiny-model: setup  ## retrain the committed test model (pgclip-tiny) from generated images
 	@cd plpython && $(PY) -m pgclip.train_tiny
 

@@ -18,7 +18,7 @@ from bench import cases, report
 from bench.common import ROOT, TINY, VIT, cluster_url, connect, ensure_checkpoint, log, machine
 from bench.common import recreate_db as _recreate_db
 
-ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "search")
+ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "omp", "search")
 
 
 def main() -> None:
@@ -57,6 +57,8 @@ def main() -> None:
         "not depend on the weights. pgclip-tiny uses its trained weights.",
         "Medians over --reps repetitions, interleaved with the baseline; ratios are within "
         "this run. Machine shared with other users: see load average and CPU steal.",
+        "OMP_WAIT_POLICY=PASSIVE for the raw baseline too: pgclip sets it in backends, and on "
+        "shared cores OpenMP's default spinning is many times slower (case omp_wait_policy).",
     ]
     if desc["torch_build"] != "CPU only" and not desc["cuda_available"]:
         notes.append("torch is a CUDA build on a machine without a GPU: its import maps "
@@ -98,6 +100,8 @@ def main() -> None:
         run("memory", cases.memory, ctx, VIT)
     if "precision" in selected and VIT in models:
         run("precision", cases.precision, ctx, VIT)
+    if "omp" in selected and VIT in models:
+        run("omp_wait_policy", cases.omp_policy, ctx, VIT)
     if "search" in selected:
         from bench.search import search
 

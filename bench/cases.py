@@ -482,3 +482,31 @@ def precision(ctx: Context, model: str = VIT) -> dict[str, Any]:
             "cosine_bf16_to_fp32_median": {k: median(v) for k, v in cos.items()},
             "rows": n, "reps": ctx.reps}
 
+
+
+# --- OpenMP wait policy -------------------------------------------------------------------------
+
+def omp_policy(ctx: Context, model: str = VIT) -> dict[str, Any]:
+    """Raw open_clip, batch 1, with OpenMP's default spinning (ACTIVE) against PASSIVE (what
+    pgclip sets for backends, and what the raw baselines above use): on cores that other
+    processes also use, spinning threads wait for descheduled partners."""
+    files = image_files(images(8))
+    batch = texts(16, "omp")
+    seconds: dict[str, list[float]] = {}
+    with RawWorker(OMP_WAIT_POLICY="ACTIVE") as active, \
+            RawWorker(OMP_WAIT_POLICY="PASSIVE") as passive:
+        for w in (active, passive):
+            w.call("load", how="pgclip", model=model,
+                   pretrained=model_settings(model)["pgclip.pretrained"])
+            w.call("embed_texts", texts=batch[:2], batch=1)
+        for _ in range(ctx.reps):
+            for name, w in (("ACTIVE", active), ("PASSIVE", passive)):
+                seconds.setdefault(f"{name}_text_batch_1", []).append(
+                    w.call("embed_texts", texts=batch, batch=1)["seconds"] / len(batch))
+                seconds.setdefault(f"{name}_image_batch_1", []).append(
+                    w.call("embed_images", files=files, batch=1)["seconds"] / len(files))
+    ms = {k: 1000 * median(v) for k, v in seconds.items()}
+    return {"ms_per_item": ms,
+            "active_over_passive": {k: ratio(ms[f"ACTIVE_{k}"], ms[f"PASSIVE_{k}"])
+                                    for k in ("text_batch_1", "image_batch_1")},
+            "load_average": open("/proc/loadavg").read().split()[:3]}

@@ -208,6 +208,15 @@ def markdown(res: dict[str, Any]) -> str:
                          f"{k} {v:.4f}" for k, v in prec["cosine_bf16_to_fp32_min"].items())
                      + "\n")
 
+    omp = c.get("omp_wait_policy", {}).get(VIT)
+    if omp and _ok(omp):
+        parts.append("\n## OpenMP wait policy (raw open_clip, batch 1, ms per item)\n\n"
+                     + _table(["variant", "ms"], [[k, _f(v)] for k, v in
+                                                 omp["ms_per_item"].items()])
+                     + "\nACTIVE / PASSIVE: " + ", ".join(
+                         f"{k} {v:.2f}x" for k, v in omp["active_over_passive"].items())
+                     + f" (load average {' '.join(omp['load_average'])})\n")
+
     for size, s in sorted(c.get("search", {}).items()):
         if size.endswith("_seconds") or not _ok(s):
             continue

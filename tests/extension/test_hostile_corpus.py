@@ -86,10 +86,10 @@ def _run_inputs(conn: psycopg.Connection, cases: list[corpus.Case], run: Run) ->
         try:
             row = conn.execute("SELECT clip_embed_image(%s)::text", (case.data,)).fetchone()
             vec = _vector(row[0])
-        except psycopg.OperationalError as e:  # the connection is gone: a crash
-            run.outcomes.append(Outcome(case, "connection lost", str(e), 0.0, None, None))
-            return
         except psycopg.Error as e:
+            if conn.broken or conn.closed:  # the backend is gone: a crash
+                run.outcomes.append(Outcome(case, "connection lost", str(e), 0.0, None, None))
+                return
             sqlstate, message = e.sqlstate or "none", e.diag.message_primary or str(e)
         seconds = time.perf_counter() - t0
         growth = None

@@ -108,7 +108,7 @@ def test_text_keys_and_explicit_key_column(conn) -> None:
     ("ARRAY[100000]", "22023"),         # no such row
     ("ARRAY[239]", "22023"),            # a row without a vector
     ("ARRAY[1], k => 0", "22023"),
-    ("ARRAY[1], disliked_weight => -1", "22023"),
+    ("ARRAY[1], ARRAY[2], disliked_weight => -1", "22023"),
 ])
 def test_errors(conn, gallery, args: str, state: str) -> None:
     with pytest.raises(psycopg.Error) as e:

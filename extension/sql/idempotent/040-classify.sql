@@ -98,7 +98,7 @@ LANGUAGE plpython3u
 AS $python$
 #PGCLIP_PRELUDE
 from pgclip.sql_api import classify
-classify.retag(plpy, classify.relid(plpy, tbl), tags_column, batch_size)
+classify.retag(plpy, tbl, tags_column, batch_size)
 $python$;
 COMMENT ON PROCEDURE clip_retag(regclass, name, integer) IS
   'Re-tag every row after the vocabulary changed, committing per batch, with a NOTICE of progress per batch';
@@ -138,5 +138,5 @@ COMMENT ON FUNCTION clip_tag_vocabulary_changed() IS
   'Statement trigger on clip_tag_vocabulary: moves the version that invalidates cached tag matrices';
 
 CREATE OR REPLACE TRIGGER clip_tag_vocabulary_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON clip_tag_vocabulary
-    FOR EACH STATEMENT EXECUTE FUNCTION clip_tag_vocabulary_changed();
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.clip_tag_vocabulary
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.clip_tag_vocabulary_changed();

@@ -154,8 +154,9 @@ BEGIN
             '(SELECT t.%1$I AS k FROM %2$s t WHERE t.%3$I IS NOT NULL '
             'ORDER BY t.%3$I OPERATOR(%4$I.<=>) $1 LIMIT $2)', key_col, tbl, col, vschema);
         terms := terms OPERATOR(pg_catalog.||) pg_catalog.format(
-            '$3[%1$s] OPERATOR(pg_catalog.*) COALESCE(1 OPERATOR(pg_catalog.-) '
-            '(t.%2$I OPERATOR(%3$I.<=>) $1), 0)', i, col, vschema);
+            -- Parenthesised: OPERATOR() syntax has no arithmetic precedence.
+            '($3[%1$s] OPERATOR(pg_catalog.*) COALESCE(1 OPERATOR(pg_catalog.-) '
+            '(t.%2$I OPERATOR(%3$I.<=>) $1), 0))', i, col, vschema);
     END LOOP;
     IF candidates OPERATOR(pg_catalog.>) ef::integer THEN
         PERFORM pg_catalog.set_config('hnsw.ef_search', LEAST(candidates, 1000)::text, true);

@@ -24,7 +24,7 @@ BEGIN
               USING ERRCODE = '22023', HINT = 'E.g. 10.';
     END IF;
     -- Each row's neighbours come from one index scan, which returns at most ef_search rows.
-    IF max_neighbors OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>) ef::integer THEN
+    IF (max_neighbors OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>) ef::integer THEN
         PERFORM pg_catalog.set_config('hnsw.ef_search',
                                       LEAST(max_neighbors OPERATOR(pg_catalog.+) 1, 1000)::text, true);
     END IF;
@@ -54,8 +54,10 @@ COMMENT ON FUNCTION clip_near_duplicates(regclass, name, double precision, integ
 
 -- Rocchio-style relevance feedback: query = unit(mean of liked) - disliked_weight x
 -- unit(mean of disliked), renormalised (clip_fuse); the given rows are left out.
+-- (A polymorphic parameter cannot default to NULL: the form without disliked rows is a
+-- second function.)
 CREATE OR REPLACE FUNCTION clip_more_like_these(
-    tbl regclass, vector_column name, liked anyarray, disliked anyarray DEFAULT NULL,
+    tbl regclass, vector_column name, liked anyarray, disliked anyarray,
     k integer DEFAULT 10, disliked_weight double precision DEFAULT 0.5,
     key_column name DEFAULT NULL)
 RETURNS TABLE (row_key text, distance double precision)
@@ -67,7 +69,7 @@ DECLARE
     vschema name := @extschema@.clip_vector_column_schema(tbl, vector_column);
     key_type text;
     liked_keys text[] := liked::text[];
-    disliked_keys text[] := COALESCE(disliked::text[], '{}');
+    disliked_keys text[] := COALESCE(disliked::text[], '{}');  -- NULL: none
     excluded text[];
     centroid_sql text;
     liked_centroid text;
@@ -130,4 +132,17 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION clip_more_like_these(regclass, name, anyarray, anyarray, integer, double precision, name) IS
-  'Rows closest to the centroid of liked rows (minus disliked ones, Rocchio-style), excluding the given rows';
+  'Rows closest to the centroid of liked rows minus disliked ones (Rocchio-style), excluding the given rows';
+
+CREATE OR REPLACE FUNCTION clip_more_like_these(
+    tbl regclass, vector_column name, liked anyarray, k integer DEFAULT 10,
+    key_column name DEFAULT NULL)
+RETURNS TABLE (row_key text, distance double precision)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT * FROM @extschema@.clip_more_like_these(tbl, vector_column, liked, liked[1:0], k, 0.5,
+                                               key_column)
+$$;
+COMMENT ON FUNCTION clip_more_like_these(regclass, name, anyarray, integer, name) IS
+  'Rows closest to the centroid of liked rows, excluding them';

@@ -34,8 +34,9 @@ BEGIN
     END LOOP;
     EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.clip_columns, '
                               '%I.clip_errors TO %I', ext_schema, ext_schema, role_name);
-    EXECUTE pg_catalog.format('GRANT SELECT ON %I.clip_status, %I.clip_config TO %I',
-                              ext_schema, ext_schema, role_name);
+    EXECUTE pg_catalog.format('GRANT SELECT ON %I.clip_status, %I.clip_config, '
+                              '%I.clip_tag_vocabulary, %I.clip_tag_vocabulary_version TO %I',
+                              ext_schema, ext_schema, ext_schema, ext_schema, role_name);
 END
 $$;
 COMMENT ON FUNCTION clip_grant_usage(regrole) IS

@@ -8,7 +8,8 @@ A tagging's settings travel as the trigger's arguments, so they are dumped and r
 the table and need no registry.
 
 Statements built here quote identifiers with ``plpy.quote_ident`` (or take regclass text, which
-PostgreSQL quotes) and pass values as parameters of prepared plans.
+PostgreSQL quotes), qualify every function, operator and type (plan parameter types too: a
+procedure's first plans run before it pins search_path), and pass values as parameters.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _schema_of(plpy: Any, extension: str) -> str:
     plan = _plan(plpy, "schema_of",
                  "SELECT pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e "
                  "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
-                 "WHERE e.extname OPERATOR(pg_catalog.=) $1", ["name"])
+                 "WHERE e.extname OPERATOR(pg_catalog.=) $1", ["pg_catalog.name"])
     found = plpy.execute(plan, [extension])[0]["s"]
     if extension == "pgclip":
         _pgclip_schema = found
@@ -73,14 +74,16 @@ def _schema_of(plpy: Any, extension: str) -> str:
 
 def _table_name(plpy: Any, relid: int) -> str:
     plan = _plan(plpy, "table_name",
-                 "SELECT $1::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text AS t", ["int8"])
+                 "SELECT $1::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text AS t",
+                 ["pg_catalog.int8"])
     return plpy.execute(plan, [relid])[0]["t"]
 
 
 def relid(plpy: Any, table: str) -> int:
     """The oid of a regclass argument (PL/Python hands regclass over as its text form)."""
     plan = _plan(plpy, "relid",
-                 "SELECT $1::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8 AS oid", ["text"])
+                 "SELECT $1::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8 AS oid",
+                 ["pg_catalog.text"])
     return int(plpy.execute(plan, [table])[0]["oid"])
 
 
@@ -145,16 +148,12 @@ class _Vocabulary:
 
 
 def _state(plpy: Any) -> tuple[int, settings.Settings]:
-    """The vocabulary version and the settings, in one query (once per tagged row)."""
+    """The vocabulary version and the settings (asked once per tagged row)."""
     schema = _schema_of(plpy, "pgclip")
-    cols = ", ".join(f"pg_catalog.current_setting('pgclip.{n}', true) AS {n}"
-                     for n in settings.NAMES)
-    plan = _plan(plpy, ("state", schema),
-                 f"SELECT (SELECT v.version FROM {schema}.clip_tag_vocabulary_version v) "
-                 f"AS vocabulary_version, {cols}")
-    row = plpy.execute(plan)[0]
-    return int(row["vocabulary_version"] or 0), settings.parse(
-        {n: row[n] for n in settings.NAMES})
+    plan = _plan(plpy, ("version", schema),
+                 f"SELECT v.version FROM {schema}.clip_tag_vocabulary_version v")
+    rows = plpy.execute(plan)
+    return int(rows[0]["version"]) if rows.nrows() else 0, current_settings(plpy)
 
 
 def _vocabulary(plpy: Any, lm: loading.LoadedModel, s: settings.Settings, name: str,
@@ -167,7 +166,7 @@ def _vocabulary(plpy: Any, lm: loading.LoadedModel, s: settings.Settings, name: 
     schema = _schema_of(plpy, "pgclip")
     plan = _plan(plpy, ("vocabulary", schema),
                  f"SELECT tag, prompt, templates, threshold FROM {schema}.clip_tag_vocabulary "
-                 "WHERE vocabulary OPERATOR(pg_catalog.=) $1 ORDER BY tag", ["text"])
+                 "WHERE vocabulary OPERATOR(pg_catalog.=) $1 ORDER BY tag", ["pg_catalog.text"])
     tags = [classify.Tag(r["tag"], r["prompt"], tuple(r["templates"]) if r["templates"] else None,
                          r["threshold"]) for r in plpy.execute(plan, [name])]
     try:
@@ -307,7 +306,7 @@ def _column(plpy: Any, relid: int, name: str) -> dict[str, Any] | None:
                  "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace "
                  "WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
                  "AND a.attname OPERATOR(pg_catalog.=) $2 AND a.attnum > 0 "
-                 "AND NOT a.attisdropped", ["int8", "name"])
+                 "AND NOT a.attisdropped", ["pg_catalog.int8", "pg_catalog.name"])
     rows = plpy.execute(plan, [relid, name])
     return dict(rows[0]) if rows else None
 
@@ -334,7 +333,8 @@ def _taggings_of(plpy: Any, relid: int) -> list[Tagging]:
                  "SELECT t.tgargs, t.tgnargs FROM pg_catalog.pg_trigger t "
                  "WHERE t.tgrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
                  f"AND t.tgfoid OPERATOR(pg_catalog.=) '{schema}.{TRIGGER_FUNCTION}()'"
-                 "::pg_catalog.regprocedure AND NOT t.tgisinternal ORDER BY t.tgname", ["int8"])
+                 "::pg_catalog.regprocedure AND NOT t.tgisinternal ORDER BY t.tgname",
+                 ["pg_catalog.int8"])
     out: dict[str, Tagging] = {}
     for r in plpy.execute(plan, [relid]):
         raw = bytes(r["tgargs"]).split(b"\x00")[: r["tgnargs"]]
@@ -408,7 +408,7 @@ def _has_gin_index(plpy: Any, relid: int, column: str) -> bool:
            WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
              AND am.amname OPERATOR(pg_catalog.=) 'gin'
              AND a.attname OPERATOR(pg_catalog.=) $2 AND i.indpred IS NULL) AS e""",
-                 ["int8", "name"])
+                 ["pg_catalog.int8", "pg_catalog.name"])
     return bool(plpy.execute(plan, [relid, column])[0]["e"])
 
 
@@ -458,7 +458,7 @@ def _retag_blocks(plpy: Any, relid: int, table: str, t: Tagging, first: int, cou
                    f"WHERE ctid OPERATOR(pg_catalog.>=) $1::pg_catalog.tid "
                    f"AND ctid OPERATOR(pg_catalog.<) $2::pg_catalog.tid "
                    f"AND ({vec} IS NOT NULL OR {col} IS NOT NULL) FOR NO KEY UPDATE",
-                   ["text", "text"])
+                   ["pg_catalog.text", "pg_catalog.text"])
     rows = [r for r in plpy.execute(select, [f"({first},0)", f"({first + count},0)"])
             if r["id"] not in p.moved]
     p.moved.difference_update(r["id"] for r in rows)
@@ -487,7 +487,7 @@ def _retag_blocks(plpy: Any, relid: int, table: str, t: Tagging, first: int, cou
                        f"pg_catalog.unnest($2::pg_catalog.text[])) AS u(id, tags) "
                        f"WHERE t.ctid OPERATOR(pg_catalog.=) u.id::pg_catalog.tid "
                        f"RETURNING t.ctid::pg_catalog.text AS id",
-                       ["text[]", "text[]"])
+                       ["pg_catalog.text[]", "pg_catalog.text[]"])
         end = first + count
         for r in plpy.execute(update, [ids, values]):
             if end <= _block_of(r["id"]) < p.blocks:
@@ -531,17 +531,20 @@ def _retag_rows(plpy: Any, relid: int, table: str, t: Tagging, batch_size: int,
     return p
 
 
-def retag(plpy: Any, relid: int, tags_column: str | None, batch_size: int | None) -> None:
+def retag(plpy: Any, tbl: str, tags_column: str | None, batch_size: int | None) -> None:
     """The clip_retag procedure: re-tag every row, committing per batch, NOTICE progress."""
     with sql_errors(plpy):
+        # PL/Python gets the regclass as text in the caller's search_path: read it back there
+        # (the plan names only pg_catalog types), then pin (a procedure has no SET clause).
+        relid_ = relid(plpy, tbl)
         pin_search_path(plpy)
-        table = _table_name(plpy, relid)
-        t = _tagging_of(plpy, relid, table, tags_column)
+        table = _table_name(plpy, relid_)
+        t = _tagging_of(plpy, relid_, table, tags_column)
         size = DEFAULT_RETAG_BATCH if batch_size is None else batch_size
         if size < 1:
             raise InvalidParameter(f"batch_size must be positive, got {size}",
                                    hint="Use e.g. 1000.")
-    p = _retag_rows(plpy, relid, table, t, size, commit=True)
+    p = _retag_rows(plpy, relid_, table, t, size, commit=True)
     plpy.notice(f"clip_retag {table}.{t.tags_column}: done, {p.scanned} rows tagged, "
                 f"{p.changed} changed")
 

@@ -1,0 +1,321 @@
+"""Crash safety and consistency of auto-embedding, on a cluster of this module's own
+(tests/hostile/own_cluster.py; the shared session cluster is never stopped).
+
+- ``pg_ctl stop -m immediate`` in the middle of a bulk load (COPY statements whose statement
+  triggers embed in batches) and in the middle of ``CALL clip_backfill``; after the restart
+  (WAL recovery), every row with a source has a vector or an error row, except rows the
+  backfill had not reached, which clip_status counts as pending; and an HNSW index scan
+  returns the same rows and distances as a sequential scan.
+- 8 sessions inserting and updating for a bounded time: every row ends with the vector of
+  its current source (or an error row), and every deadlock was reported to its session as
+  an error that the session retried (none is left unhandled, none lost work).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from tests.helpers import generated
+from tests.hostile import own_cluster
+
+BAD = b"\x89PNG\r\n\x1a\n not really"  # fails to decode: an error row with on_error = skip
+
+
+@pytest.fixture(scope="module")
+def crash_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[own_cluster.OwnCluster]:
+    c = own_cluster.init(tmp_path_factory.mktemp("crash"), "max_connections = 30")
+    yield c
+    own_cluster.destroy(c)
+
+
+@pytest.fixture(scope="module")
+def crash_db(crash_cluster: own_cluster.OwnCluster) -> str:
+    return crash_cluster.create_db("crash")
+
+
+@pytest.fixture(scope="module")
+def images() -> list[bytes]:
+    return [b for _, b in generated(40, seed=71)]
+
+
+def _connect(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def _make_table(dsn: str, name: str, rows: list[tuple[int, bytes]] = ()) -> None:
+    """An auto-embedded table (on_error => 'skip') holding ``rows`` not embedded yet."""
+    with _connect(dsn) as c:
+        c.execute(f"DROP TABLE IF EXISTS {name}")
+        c.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, image bytea)")
+        with c.cursor() as cur:
+            cur.executemany(f"INSERT INTO {name} VALUES (%s, %s)", list(rows))
+        c.execute(f"SELECT clip_auto_embed('{name}', 'image', 'image', on_error => 'skip', "
+                  "backfill => false)")
+
+
+@dataclass
+class State:
+    rows: int
+    sources: int
+    vectors: int
+    errors: int
+    missing: int  # a source, but neither a vector nor an error row
+    pending: int  # clip_status
+    failed: int  # clip_status
+
+
+def state(conn: psycopg.Connection, table: str) -> State:
+    rows, sources, vectors = conn.execute(
+        f"SELECT count(*), count(image), count(image_embedding) FROM {table}").fetchone()
+    errors, missing = conn.execute(f"""
+        SELECT count(e.row_key),
+               count(*) FILTER (WHERE t.image IS NOT NULL AND t.image_embedding IS NULL
+                                AND e.row_key IS NULL)
+          FROM {table} t LEFT JOIN clip_errors e
+            ON e.table_oid = '{table}'::regclass AND e.row_key = t.id::text""").fetchone()
+    pending, failed = conn.execute(
+        "SELECT pending_rows, failed_rows FROM clip_status WHERE table_name = %s::regclass",
+        (table,)).fetchone()
+    return State(rows, sources, vectors, errors, missing, pending, failed)
+
+
+def assert_index_matches_seqscan(conn: psycopg.Connection, table: str) -> None:
+    """For a few queries, all rows by distance through the HNSW index and by a sequential
+    scan: the same rows at the same distances (ties may come in either order)."""
+    n = conn.execute(f"SELECT count(image_embedding) FROM {table}").fetchone()[0]
+    assert 0 < n <= 1000  # hnsw.ef_search can reach every row
+    queries = [r[0] for r in conn.execute(
+        f"SELECT image_embedding::text FROM {table} WHERE image_embedding IS NOT NULL "
+        "ORDER BY id LIMIT 3")]
+    queries.append(conn.execute("SELECT clip_embed_text('a red circle')::text").fetchone()[0])
+    select = (f"SELECT id, image_embedding <=> %s::vector AS d FROM {table} "
+              "WHERE image_embedding IS NOT NULL ORDER BY image_embedding <=> %s::vector LIMIT %s")
+    for q in queries:
+        with conn.transaction():
+            conn.execute("SET LOCAL hnsw.ef_search = 1000")
+            conn.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + select, (q, q, n),
+                                                         prepare=False))
+            assert "Index Scan" in plan, plan
+            # Not prepared: psycopg prepares a statement it has run 5 times, and the server
+            # would then reuse one plan whatever the enable_* settings say.
+            by_index = conn.execute(select, (q, q, n), prepare=False).fetchall()
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_indexscan = off")
+            conn.execute("SET LOCAL enable_bitmapscan = off")
+            by_scan = conn.execute(select, (q, q, n), prepare=False).fetchall()
+        index_ids, scan_ids = {r[0] for r in by_index}, {r[0] for r in by_scan}
+        assert (len(by_index), len(by_scan)) == (n, n)
+        assert index_ids == scan_ids, (sorted(index_ids - scan_ids)[:20],
+                                       sorted(scan_ids - index_ids)[:20])
+        assert [round(r[1], 6) for r in by_index] == [round(r[1], 6) for r in by_scan]
+
+
+def _crash_and_restart(cluster: own_cluster.OwnCluster) -> None:
+    cluster.stop("immediate")
+    assert not cluster.running()
+    cluster.start()
+
+
+def test_immediate_stop_during_bulk_load(crash_cluster, crash_db, images) -> None:
+    table = "crash_load"
+    _make_table(crash_db, table)
+    per_statement = 60
+    committed: list[int] = []
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def load() -> None:
+        rng = random.Random(5)
+        try:
+            with _connect(crash_db) as c:
+                c.execute("SET pgclip.batch_size = 8")
+                for k in range(1000):
+                    if stop.is_set():
+                        return
+                    with c.cursor() as cur, cur.copy(
+                            f"COPY {table} (id, image) FROM STDIN (FORMAT binary)") as cp:
+                        cp.set_types(["int8", "bytea"])
+                        for i in range(per_statement):
+                            data = BAD if rng.random() < 0.1 else rng.choice(images)
+                            cp.write_row((k * per_statement + i, data))
+                    committed.append(k)
+        except psycopg.OperationalError:
+            return  # the server went away under us: expected
+        except BaseException as e:  # reported below
+            failure.append(e)
+
+    t = threading.Thread(target=load)
+    t.start()
+    deadline = time.monotonic() + 120
+    while len(committed) < 4 and time.monotonic() < deadline and t.is_alive():
+        time.sleep(0.01)
+    assert len(committed) >= 4, failure
+    time.sleep(0.05)  # into the next COPY (its rows or its trigger's batches)
+    _crash_and_restart(crash_cluster)
+    stop.set()
+    t.join(timeout=60)
+    assert not failure, failure
+
+    with _connect(crash_db) as c:
+        s = state(c, table)
+        assert s.rows % per_statement == 0 and s.rows >= len(committed) * per_statement
+        assert s.missing == 0 and s.pending == 0
+        assert s.vectors + s.errors == s.sources == s.rows
+        assert s.failed == s.errors > 0
+        assert_index_matches_seqscan(c, table)
+        # The table takes new rows as before.
+        c.execute(f"INSERT INTO {table} VALUES (-1, %s)", (images[0],))
+        assert c.execute(f"SELECT image_embedding IS NOT NULL FROM {table} WHERE id = -1"
+                         ).fetchone()[0]
+
+
+def test_immediate_stop_during_backfill(crash_cluster, crash_db, images) -> None:
+    table = "crash_backfill"
+    rows, batch = 600, 20
+    rng = random.Random(6)
+    _make_table(crash_db, table, [(i, BAD if rng.random() < 0.1 else rng.choice(images))
+                                  for i in range(rows)])
+    progress: list[str] = []
+    failure: list[BaseException] = []
+
+    def backfill() -> None:
+        try:
+            with _connect(crash_db) as c:
+                c.add_notice_handler(lambda d: progress.append(d.message_primary or ""))
+                c.execute(f"CALL clip_backfill('{table}', batch_size => {batch})")
+        except psycopg.OperationalError:
+            return
+        except BaseException as e:  # reported below
+            failure.append(e)
+
+    t = threading.Thread(target=backfill)
+    t.start()
+    deadline = time.monotonic() + 120
+    while (sum("rows/s" in p for p in progress) < 5 and time.monotonic() < deadline
+           and t.is_alive()):
+        time.sleep(0.01)
+    assert sum("rows/s" in p for p in progress) >= 5, (failure, progress[-3:])
+    _crash_and_restart(crash_cluster)
+    t.join(timeout=60)
+    assert not failure, failure
+
+    with _connect(crash_db) as c:
+        s = state(c, table)
+        assert s.rows == s.sources == rows
+        done = s.vectors + s.errors
+        assert done % batch == 0 and 5 * batch <= done < rows  # whole committed batches
+        # The rows left are exactly those the backfill had not reached (it goes by key).
+        reached = c.execute(f"""
+            SELECT max(t.id) FROM {table} t
+             WHERE t.image_embedding IS NOT NULL OR EXISTS (
+                   SELECT FROM clip_errors e WHERE e.table_oid = '{table}'::regclass
+                      AND e.row_key = t.id::text)""").fetchone()[0]
+        assert reached == done - 1
+        assert s.missing == s.pending == rows - done
+        assert s.failed == s.errors
+        assert_index_matches_seqscan(c, table)
+        c.execute(f"CALL clip_backfill('{table}')")
+        s = state(c, table)
+        assert s.missing == s.pending == 0 and s.vectors + s.errors == rows
+        assert_index_matches_seqscan(c, table)
+
+
+def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> None:
+    table = "crash_sessions"
+    _make_table(crash_db, table)
+    _make_table(crash_db, table, [(i, images[i % len(images)]) for i in range(40)])
+    with _connect(crash_db) as c:
+        c.execute(f"CALL clip_backfill('{table}')")
+    log_start = len(crash_cluster.log_text())
+    seconds = 20.0
+    deadlocks: list[str] = []
+    retried: list[str] = []
+    failure: list[BaseException] = []
+    statements = [0]
+    lock = threading.Lock()
+
+    def session(n: int) -> None:
+        rng = random.Random(100 + n)
+        next_id = 1000 * (n + 1)
+        try:
+            with _connect(crash_db) as c:
+                c.execute("SET pgclip.batch_size = 4")
+                c.execute("SET deadlock_timeout = '100ms'")
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    op = rng.random()
+                    if op < 0.35 and next_id >= 1000 * (n + 1) + 90:
+                        op = 0.5  # at most 90 new rows per session: the index check reads all
+                    for _attempt in range(20):
+                        try:
+                            with c.transaction():
+                                if op < 0.35:  # a few new rows
+                                    rows = [(next_id + i, BAD if rng.random() < 0.1
+                                             else rng.choice(images)) for i in range(3)]
+                                    c.cursor().executemany(
+                                        f"INSERT INTO {table} VALUES (%s, %s)", rows)
+                                elif op < 0.9:  # two existing rows, in random order
+                                    for key in rng.sample(range(40), 2):
+                                        c.execute(f"UPDATE {table} SET image = %s WHERE id = %s",
+                                                  (rng.choice(images), key))
+                                else:  # many rows in one statement, one to NULL and back
+                                    key = rng.randrange(40)
+                                    c.execute(f"UPDATE {table} SET image = NULL WHERE id = %s",
+                                              (key,))
+                                    c.execute(f"UPDATE {table} SET image = %s "
+                                              "WHERE id %% 7 = %s OR id = %s",
+                                              (rng.choice(images), n % 7, key))
+                            break
+                        except psycopg.errors.DeadlockDetected as e:
+                            with lock:
+                                deadlocks.append(str(e).splitlines()[0])
+                        except psycopg.errors.SerializationFailure as e:
+                            with lock:
+                                retried.append(str(e).splitlines()[0])
+                    else:
+                        raise AssertionError("20 deadlocks in a row")
+                    if op < 0.35:
+                        next_id += 3
+                    with lock:
+                        statements[0] += 1
+        except BaseException as e:  # reported below
+            failure.append(e)
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 240)
+    assert not any(t.is_alive() for t in threads), "a session hung"
+    assert not failure, failure[:3]
+    print(f"\n8 sessions, {seconds:.0f}s: {statements[0]} transactions, "
+          f"{len(deadlocks)} deadlocks (each retried), {len(retried)} serialization retries")
+
+    with _connect(crash_db) as c:
+        s = state(c, table)
+        assert s.missing == 0 and s.pending == 0
+        assert s.vectors + s.errors == s.sources
+        # Every vector is the one of the row's current image (no lost or stale write).
+        stale = c.execute(f"""
+            SELECT count(*) FROM {table}
+             WHERE image_embedding IS NOT NULL
+               AND (image_embedding <=> clip_embed_image(image)) > 1e-4""").fetchone()[0]
+        assert stale == 0
+        # And a row with an error row has no vector (its last source failed).
+        both = c.execute(f"""
+            SELECT count(*) FROM {table} t JOIN clip_errors e
+              ON e.table_oid = '{table}'::regclass AND e.row_key = t.id::text
+             WHERE t.image_embedding IS NOT NULL""").fetchone()[0]
+        assert both == 0
+        assert_index_matches_seqscan(c, table)
+    assert statements[0] > 8
+    assert not [line for line in crash_cluster.log_text()[log_start:].splitlines()
+                if own_cluster.SIGNAL_LINE.search(line)]
