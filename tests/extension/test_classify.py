@@ -23,7 +23,8 @@ from tests.helpers import decoded, image_bytes
 
 COMBOS = [f"{c} {s}" for c in shapes.COLORS for s in shapes.SHAPES]
 TEMPLATES = ["a photo of a {}.", "a {}", "a photo of the {}."]
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "features.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECTION = "## Classification, tagging, fusion, duplicates, recommendations"
 
 
 def reference_probabilities(ref, image, labels: list[str], templates) -> np.ndarray:
@@ -215,9 +216,10 @@ def test_labels_with_braces_and_quotes_are_taken_literally(conn: psycopg.Connect
 
 
 def test_docs_examples_run(make_db) -> None:
-    """Every ```sql block of docs/features.md, in order, on a photos table of shapes."""
+    """Every ```sql block of README's features section, in order, on a table of shapes."""
     dsn = make_db("pgclip_docs")
-    blocks = re.findall(r"```sql\n(.*?)```", DOCS.read_text(), flags=re.S)
+    section = README.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sql\n(.*?)```", section, flags=re.S)
     assert len(blocks) >= 8
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("CREATE TABLE photos (id bigint PRIMARY KEY, caption text, image bytea)")
