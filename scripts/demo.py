@@ -6,8 +6,6 @@ model (ViT-B-32) needs its weights downloaded, which this machine may not be abl
 
 from __future__ import annotations
 
-import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,18 +28,9 @@ QUERIES = [
 
 
 def write_samples() -> list[tuple[str, Path]]:
-    """Generated images as files (also used by sql/examples/quickstart.sql)."""
-    SAMPLES.mkdir(parents=True, exist_ok=True)
-    out = []
-    for spec, img in shapes.gallery(seed=2026, pixels=128):
-        name = f"{spec.color}_{spec.shape}.png"
-        path = SAMPLES / name
-        buf = io.BytesIO()
-        img.save(buf, "PNG")
-        path.write_bytes(buf.getvalue())
-        out.append((spec.caption(), path))
-    os.chmod(SAMPLES, 0o755)
-    return out
+    """Generated images as files (sql/examples read them from this folder)."""
+    return [(p.stem.replace("_", " "), p) for p in shapes.write_samples(SAMPLES)
+            if p.suffix == ".png"]
 
 
 def main(url: str) -> None:

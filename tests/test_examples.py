@@ -8,7 +8,6 @@ import pytest
 
 from pgclip import shapes
 from tests.conftest import psql
-from tests.helpers import image_bytes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "sql" / "examples"
 
@@ -17,10 +16,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "sql" / "examples"
 def samples(shared_tmp: Path) -> Path:
     """The same sample images `make demo` writes."""
     d = shared_tmp / "samples"
-    d.mkdir(exist_ok=True)
-    for spec, img in shapes.gallery(seed=2026, pixels=128):
-        (d / f"{spec.color}_{spec.shape}.png").write_bytes(image_bytes(img))
-    d.chmod(0o755)
+    shapes.write_samples(d)
     return d
 
 
@@ -38,3 +34,31 @@ def test_photo_album_finds_the_red_circle(cluster, db, samples) -> None:
     block = out.stdout.split("== Text -> image: plain SQL")[1]
     first = [ln for ln in block.splitlines() if ".png" in ln][0]
     assert "red_circle.png" in first
+
+
+def _section(stdout: str, title: str) -> list[str]:
+    block = stdout.split(f"== {title}")[1].split("\n== ")[0]
+    return [ln for ln in block.splitlines()[3:] if ln.strip() and "|" in ln or ln.strip()]
+
+
+def test_photo_album_showcase_results(cluster, db, samples) -> None:
+    out = psql(cluster, "pgclip_test", "-v", f"samples={samples}",
+               "-f", str(EXAMPLES / "photo_album.sql"))
+    assert out.returncode == 0, out.stderr
+    dups = _section(out.stdout, "Near-duplicates")
+    pairs = {tuple(c.strip() for c in ln.split("|")[:2]) for ln in dups if ".jpg" in ln}
+    assert pairs == {("red_circle.png", "red_circle_resized.jpg"),
+                     ("blue_square.png", "blue_square_cropped.jpg")}
+    assert not [ln for ln in dups if ln.count(".png") == 2]  # no distinct images paired
+    browse = " ".join(_section(out.stdout, "Browse by tag"))
+    assert "red_circle.png" in browse and "red_circle_resized.jpg" in browse
+
+
+def test_product_search_showcase_results(cluster, db, samples) -> None:
+    out = psql(cluster, "pgclip_test", "-v", f"samples={samples}",
+               "-f", str(EXAMPLES / "product_search.sql"))
+    assert out.returncode == 0, out.stderr
+    modifier = [ln for ln in _section(out.stdout, "Image + text modifier") if "SKU-" in ln]
+    assert modifier[0].split("|")[0].strip() == "SKU-BLUE_SQUARE"
+    fields = [ln for ln in _section(out.stdout, "One query over both fields") if "SKU-" in ln]
+    assert fields[0].split("|")[0].strip() == "SKU-GREEN_CIRCLE"

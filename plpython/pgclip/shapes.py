@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
@@ -93,3 +94,34 @@ def gallery(seed: int, pixels: int = 96) -> list[tuple[ShapeSpec, Image.Image]]:
             spec = random_spec(rng, color=color, shape=shape)
             out.append((spec, render(spec, rng, pixels)))
     return out
+
+
+SAMPLE_SEED = 2026
+# Near-duplicates planted among the samples: (original, copy's file name, how it was made).
+SAMPLE_DUPLICATES = (
+    ("red_circle.png", "red_circle_resized.jpg", "resized to 80% and saved as JPEG quality 60"),
+    ("blue_square.png", "blue_square_cropped.jpg", "cropped by 2 pixels and saved as JPEG"),
+)
+
+
+def write_samples(folder: Path) -> list[Path]:
+    """The sample images of `make demo` and sql/examples: one PNG per colour x shape
+    (``<colour>_<shape>.png``) plus the near-duplicate JPEGs of :data:`SAMPLE_DUPLICATES`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    images = {}
+    for spec, img in gallery(seed=SAMPLE_SEED, pixels=128):
+        name = f"{spec.color}_{spec.shape}.png"
+        img.save(folder / name, "PNG")
+        images[name] = img
+        written.append(folder / name)
+    red = images["red_circle.png"]
+    red.resize((102, 102), Image.Resampling.BICUBIC).save(
+        folder / "red_circle_resized.jpg", "JPEG", quality=60)
+    blue = images["blue_square.png"]
+    blue.crop((2, 2, 126, 126)).save(folder / "blue_square_cropped.jpg", "JPEG", quality=85)
+    written += [folder / "red_circle_resized.jpg", folder / "blue_square_cropped.jpg"]
+    for p in written:
+        p.chmod(0o644)
+    folder.chmod(0o755)
+    return written

@@ -55,6 +55,48 @@ SELECT p.title
   JOIN products p ON p.sku = s.row_key
  ORDER BY s.distance;
 
+-- Full-text search on titles, for hybrid search.
+ALTER TABLE products
+  ADD COLUMN title_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', title)) STORED;
+CREATE INDEX ON products USING gin (title_tsv);
+
+\echo '== Hybrid search: full-text on titles fused with image search by RRF (weights 1 : 2)'
+SELECT p.sku, p.title, round(f.score::numeric, 4) AS score
+  FROM clip_rrf(
+         ARRAY(SELECT sku FROM products, websearch_to_tsquery('english', 'circle sticker') q
+                WHERE title_tsv @@ q ORDER BY ts_rank_cd(title_tsv, q) DESC, sku LIMIT 50),
+         ARRAY(SELECT sku FROM products
+                ORDER BY image_embedding <=> clip_embed_text('a photo of a yellow circle.') LIMIT 50),
+         k => 60, weight_a => 1.0, weight_b => 2.0) AS f
+  JOIN products p ON p.sku = f.id
+ ORDER BY f.score DESC
+ LIMIT 5;
+
+\echo '== Image + text modifier: like SKU-RED_SQUARE, but blue'
+SELECT sku, title
+  FROM products
+ ORDER BY image_embedding <=> clip_fuse(
+            ARRAY[(SELECT image_embedding FROM products WHERE sku = 'SKU-RED_SQUARE'),
+                  clip_embed_text('a photo of a red object.'),
+                  clip_embed_text('a photo of a blue object.')],
+            ARRAY[1, -1, 1])
+ LIMIT 3;
+
+\echo '== One query over both fields: image 0.7, title 0.3'
+SELECT p.sku, p.title, round(s.score::numeric, 3) AS score
+  FROM clip_search_fields('products', clip_embed_text('a photo of a green circle.'),
+                          ARRAY['image_embedding', 'title_embedding'], ARRAY[0.7, 0.3],
+                          k => 3) AS s
+  JOIN products p ON p.sku = s.row_key
+ ORDER BY s.score DESC;
+
+\echo '== Recommendations for a cart holding two purple products'
+SELECT p.sku, p.title, round(m.distance::numeric, 3) AS distance
+  FROM clip_more_like_these('products', 'image_embedding',
+                            liked => ARRAY['SKU-PURPLE_CIRCLE', 'SKU-PURPLE_SQUARE'], k => 3) AS m
+  JOIN products p ON p.sku = m.row_key
+ ORDER BY m.distance;
+
 -- For BI tools: products with their 3 most similar products.
 CREATE VIEW product_similar AS
 SELECT p.sku, p.title, n.sku AS similar_sku, n.title AS similar_title, n.distance

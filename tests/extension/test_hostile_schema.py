@@ -232,7 +232,7 @@ def hostile_session(cluster: Cluster) -> Iterator[Callable[..., psycopg.Connecti
         c.close()
 
 
-def _workload(c: psycopg.Connection, check: psycopg.Connection) -> None:
+def _workload(c: psycopg.Connection, check: psycopg.Connection, role: str) -> None:
     """Triggers (insert, update, COPY), backfill, status, search, removal, grants: everything
     pgclip does after installation. ``c`` is the hostile session, which must not use an
     unqualified operator itself (a trojan would answer); ``check`` is a clean one."""
@@ -243,8 +243,8 @@ def _workload(c: psycopg.Connection, check: psycopg.Connection) -> None:
                   (imgs[0], imgs[1]))
     check.execute("INSERT INTO docs VALUES ('a', 'a red circle'), ('b', 'a blue square'), "
                   "('c', 'a green triangle')")
-    check.execute("DROP ROLE IF EXISTS trojan_grantee")
-    check.execute("CREATE ROLE trojan_grantee")
+    check.execute(f"DROP ROLE IF EXISTS {role}")
+    check.execute(f"CREATE ROLE {role}")
 
     c.execute("SELECT clip_auto_embed('photos', 'image', 'image', on_error => 'skip')")
     c.execute("SELECT clip_auto_embed('docs', 'body', 'text', backfill => false)")
@@ -274,15 +274,15 @@ def _workload(c: psycopg.Connection, check: psycopg.Connection) -> None:
     c.execute("SELECT * FROM clip_search_text('docs', 'circle', 2)").fetchall()
     c.execute("SELECT clip_embed_text('hello'), clip_embed_image(%s)", (imgs[7],))
     c.execute("SELECT clip_model_info(), clip_backend_stats()")
-    c.execute("SELECT clip_grant_usage('trojan_grantee')")
+    c.execute(f"SELECT clip_grant_usage('{role}')")
     c.execute("SELECT clip_auto_embed_remove('docs', drop_column => true)")
 
     counts = check.execute("SELECT pg_catalog.count(*), pg_catalog.count(image_embedding) "
                            "FROM photos").fetchone()
     failed = check.execute("SELECT pg_catalog.count(*) FROM clip_errors").fetchone()[0]
     assert counts == (8, 6) and failed == 1  # id 21 is not an image; id 3 has no image
-    check.execute("DROP OWNED BY trojan_grantee")
-    check.execute("DROP ROLE trojan_grantee")
+    check.execute(f"DROP OWNED BY {role}")
+    check.execute(f"DROP ROLE {role}")
 
 
 PRIVILEGES_BUG = ("bug: the DO block of extension/sql/idempotent/900-privileges.sql compares "
@@ -334,7 +334,7 @@ def test_triggers_backfill_and_search_call_no_trojan(cluster, hostile_session) -
     c = t.watch(hostile_session(dsn))
     planted += t.plant(c, "pg_temp") + t.plant_temp_relations(c)
     with psycopg.connect(dsn, autocommit=True) as check:
-        _workload(c, check)
+        _workload(c, check, "trojan_grantee_work")
     assert planted > 100
     assert t.calls() == []
 
@@ -354,7 +354,7 @@ def test_vector_in_its_own_schema_calls_no_trojan(cluster, hostile_session) -> N
     t.plant(c, "pg_temp")
     with psycopg.connect(dsn, autocommit=True) as check:
         check.execute("SET search_path = public, vec")
-        _workload(c, check)
+        _workload(c, check, "trojan_grantee_vec")
     assert t.calls() == []
 
 
