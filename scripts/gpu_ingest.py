@@ -64,7 +64,7 @@ def main() -> None:
         res["copy_trigger_images_per_s"] = round(args.images / runs[1], 1)
         assert c.execute("SELECT count(image_embedding) FROM gpu_photos").fetchone()[0] == len(data)
         t = time.perf_counter()
-        n = 200
+        n = min(200, len(data))
         for d in data[:n]:
             c.execute("SELECT clip_embed_image(%s)", (d,))
         res["per_call_images_per_s"] = round(n / (time.perf_counter() - t), 1)
