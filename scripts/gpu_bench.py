@@ -64,7 +64,7 @@ def main() -> None:
         for i in range(0, len(data), args.batch):
             chunk = [preprocess(Image.open(io.BytesIO(b)).convert("RGB"))
                      for b in data[i:i + args.batch]]
-            x = torch.stack(chunk).to(device, dtype=next(model.parameters()).dtype)
+            x = torch.stack(chunk).to(device, dtype=model.visual.conv1.weight.dtype)
             with torch.inference_mode():
                 f = model.encode_image(x)
             out.append(torch.nn.functional.normalize(f.float(), dim=-1).cpu().numpy())
@@ -99,7 +99,7 @@ def main() -> None:
     result["max_abs_diff_pgclip_vs_raw"] = float(np.max(np.abs(raw_v - pg_v)))
     # forward only (no decode): the GPU's own rate
     x = torch.stack([preprocess(Image.open(io.BytesIO(b)).convert("RGB"))
-                     for b in data[:args.batch]]).to(device, dtype=next(model.parameters()).dtype)
+                     for b in data[:args.batch]]).to(device, dtype=model.visual.conv1.weight.dtype)
     with torch.inference_mode():
         for _ in range(3):
             model.encode_image(x)
