@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pgclip import embedding, images
+from pgclip import embedding, images, texts
 from pgclip.errors import InvalidParameter, PgclipError
 from pgclip.loading import LoadedModel
 from pgclip.settings import Settings
@@ -58,13 +58,7 @@ def check_on_error(on_error: str) -> str:
 def _prepare(modality: str, value: Any, s: Settings) -> Any:
     if modality == "image":
         return images.decode_image(bytes(value), s.image_limits)
-    text = str(value)
-    if len(text) > s.max_text_chars:
-        raise images.ImageTooLarge(
-            f"text is {len(text)} characters, more than pgclip.max_text_chars ({s.max_text_chars})",
-            hint="Raise pgclip.max_text_chars, or shorten the text.",
-        )
-    return text
+    return texts.check_text(str(value), s.max_text_chars)
 
 
 def embed_batch(

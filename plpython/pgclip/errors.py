@@ -35,3 +35,9 @@ class WeightsUnavailable(PgclipError):
     """The weights for a model cannot be found or fetched."""
 
     sqlstate = "58P01"  # undefined_file
+
+
+class LimitExceeded(PgclipError):
+    """An input over a configured size limit."""
+
+    sqlstate = "54000"  # program_limit_exceeded

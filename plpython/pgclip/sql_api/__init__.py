@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pgclip
-from pgclip import images, loading, settings
+from pgclip import loading, settings, texts
 from pgclip.errors import PgclipError
 
 _settings_plan: Any = None
@@ -93,9 +93,4 @@ def current_model(s: settings.Settings) -> loading.LoadedModel:
 
 
 def check_text(text: str, s: settings.Settings) -> None:
-    if len(text) > s.max_text_chars:
-        raise images.ImageTooLarge(  # same SQLSTATE: program_limit_exceeded
-            f"text is {len(text)} characters, more than pgclip.max_text_chars ({s.max_text_chars})",
-            hint="Raise pgclip.max_text_chars, or shorten the text (CLIP reads only its first "
-            "~77 tokens).",
-        )
+    texts.check_text(text, s.max_text_chars)

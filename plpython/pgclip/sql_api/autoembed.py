@@ -15,7 +15,14 @@ import numpy as np
 
 from pgclip import autoembed, embedding, images, loading, registry
 from pgclip.errors import InvalidParameter, PgclipError
-from pgclip.sql_api import current_model, current_settings, ext_schema, raise_error, sql_errors
+from pgclip.sql_api import (
+    check_text,
+    current_model,
+    current_settings,
+    ext_schema,
+    raise_error,
+    sql_errors,
+)
 
 DEFAULT_BATCH_SIZE = 32
 TRANSITION_NEW = "pgclip_new"
@@ -648,13 +655,7 @@ def search_text(
 ) -> list[tuple[str, float]]:
     with sql_errors(plpy):
         col = _registered(plpy, relid, vector_column)
-        s = current_settings(plpy)
-        if len(query) > s.max_text_chars:
-            raise images.ImageTooLarge(
-                f"text is {len(query)} characters, more than pgclip.max_text_chars "
-                f"({s.max_text_chars})",
-                hint="Raise pgclip.max_text_chars.",
-            )
+        check_text(query, current_settings(plpy))
         qvec = embedding.embed_texts(_column_model(plpy, col), [query])[0]
         return _search(plpy, col, qvec, k, filter_sql, None)
 
