@@ -53,7 +53,7 @@ def embed_images(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
     import torch.nn.functional as F
 
     t0 = time.perf_counter()
-    batch = torch.stack([lm.preprocess(img) for img in images]).to(lm.key.device)
+    batch = torch.stack([lm.preprocess(bound_shape(img)) for img in images]).to(lm.key.device)
     if lm.key.precision != "fp32":
         batch = batch.to(dtype=_image_input_dtype(lm))
     with torch.inference_mode():
@@ -61,6 +61,28 @@ def embed_images(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
         out = F.normalize(feats.float(), dim=-1).cpu().numpy()
     _count(lm, "image", len(images), time.perf_counter() - t0)
     return out
+
+
+# CLIP's preprocessing scales the shorter side to the model's input size and then keeps the
+# centre square. For an image of extreme shape (a 207-byte PNG of 1 x 65,500 pixels) the
+# scaled image alone is 48 x 3,144,000 pixels (224 x 14.7M for ViT-B-32): gigabytes.
+MAX_ASPECT = 4
+
+
+def bound_shape(img: Image.Image) -> Image.Image:
+    """``img`` with its longer side cropped around the centre to at most ``MAX_ASPECT`` times
+    the shorter one. The centre square that the preprocessing keeps is inside, so vectors of
+    ordinary images do not change, and the preprocessing's memory is bounded."""
+    w, h = img.size
+    short = min(w, h)
+    if max(w, h) <= MAX_ASPECT * short:
+        return img
+    keep = MAX_ASPECT * short
+    if w > h:
+        left = (w - keep) // 2
+        return img.crop((left, 0, left + keep, h))
+    top = (h - keep) // 2
+    return img.crop((0, top, w, top + keep))
 
 
 def _image_input_dtype(lm: LoadedModel) -> object:

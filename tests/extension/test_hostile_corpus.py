@@ -189,10 +189,6 @@ def test_memory_per_input_is_bounded(corpus_run: Run) -> None:
     assert big == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: CLIP preprocessing scales the shorter side of a 1x65,500 image to the model's input "
-    "size before cropping, allocating ~1.4 GB for pgclip-tiny (~10 GB at 224 px) from a "
-    "207-byte PNG; embedding.embed_images should crop extreme shapes first (see the report)"))
 def test_extreme_aspect_ratios_stay_small(hostile_cluster: own_cluster.OwnCluster,
                                           hostile_db: str) -> None:
     cases = [c for c in corpus.generate() if c.category == "aspect"]

@@ -285,12 +285,6 @@ def _workload(c: psycopg.Connection, check: psycopg.Connection, role: str) -> No
     check.execute(f"DROP ROLE {role}")
 
 
-PRIVILEGES_BUG = ("bug: the DO block of extension/sql/idempotent/900-privileges.sql compares "
-                  "oid = regclass with an unqualified =, so public.=(oid, regclass) runs as the "
-                  "superuser during CREATE EXTENSION and ALTER EXTENSION UPDATE (see the report)")
-
-
-@pytest.mark.xfail(strict=True, reason=PRIVILEGES_BUG)
 def test_create_extension_calls_no_trojan(cluster, hostile_session) -> None:
     dsn = _fresh_db(cluster, "pgclip_trojan_create")
     t = Trojans(cluster)
@@ -306,7 +300,6 @@ def test_create_extension_calls_no_trojan(cluster, hostile_session) -> None:
     assert t.calls() == []
 
 
-@pytest.mark.xfail(strict=True, reason=PRIVILEGES_BUG)
 def test_update_from_0_1_0_calls_no_trojan(cluster, hostile_session) -> None:
     dsn = _fresh_db(cluster, "pgclip_trojan_update")
     t = Trojans(cluster)
@@ -358,10 +351,6 @@ def test_vector_in_its_own_schema_calls_no_trojan(cluster, hostile_session) -> N
     assert t.calls() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: clip_backfill's body calls relid() before pin_search_path(), and relid's plan "
-    "declares its parameter as unqualified 'text', which resolves to pg_temp.text when the "
-    "caller created one; the plan is then cached for the backend (see the report)"))
 def test_temp_types_are_never_used(cluster, hostile_session) -> None:
     dsn = _fresh_db(cluster, "pgclip_trojan_types")
     t = Trojans(cluster)
@@ -380,10 +369,6 @@ def test_temp_types_are_never_used(cluster, hostile_session) -> None:
     assert t.calls() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: 010-embed.sql declares RETURNS vector unqualified; with pgvector in another "
-    "schema, a public.vector domain planted before CREATE EXTENSION becomes the return type "
-    "of clip_embed_text/_image and its CHECK runs on every call (see the report)"))
 def test_vector_type_is_not_taken_from_public(cluster, hostile_session) -> None:
     dsn = _fresh_db(cluster, "pgclip_trojan_type")
     t = Trojans(cluster)
@@ -451,11 +436,6 @@ def test_identifiers_of_any_spelling_are_quoted(conn, table, key, source) -> Non
     _identifier_roundtrip(conn, table, key, source)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the default vector column name and the trigger names are cut at 63 characters, "
-    "not 63 bytes (and the suffix is cut first): a multibyte source column gives two "
-    "triggers with one name, a 63-character one a vector column named like the source "
-    "(see the report)"))
 @pytest.mark.parametrize(("table", "key", "source"), [
     ("é" * 31, "ключ", "é" * 31),
     ("T" * 63, "K" * 63, "S" * 63),

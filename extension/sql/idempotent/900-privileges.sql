@@ -42,6 +42,9 @@ $$;
 COMMENT ON FUNCTION clip_grant_usage(regrole) IS
   'Grant a role what it needs to embed and search with pgclip (run as the extension owner)';
 
+-- This block runs under the extension script's search_path (pgclip's schema, then pg_temp;
+-- pg_catalog implicitly first), so every operator is qualified: pg_catalog has no
+-- =(oid, regclass), and a public.=(oid, regclass) would otherwise be chosen as an exact match.
 DO $$
 DECLARE
     fn regprocedure;
@@ -49,11 +52,11 @@ BEGIN
     FOR fn IN
         SELECT d.objid::pg_catalog.regprocedure
           FROM pg_catalog.pg_depend d
-          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-         WHERE e.extname = 'pgclip'
-           AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-           AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-           AND d.deptype = 'e'
+          JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid
+         WHERE e.extname OPERATOR(pg_catalog.=) 'pgclip'
+           AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.deptype OPERATOR(pg_catalog.=) 'e'
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', fn);
     END LOOP;

@@ -88,6 +88,14 @@ def current_settings(plpy: Any) -> settings.Settings:
     return settings.parse(row, admin_formats=admin_formats)
 
 
+def fit_name(head: str, tail: str) -> str:
+    """``head + tail`` within PostgreSQL's 63-byte names (NAMEDATALEN - 1), keeping ``tail``
+    whole and cutting ``head`` at a character boundary. Names are limited in UTF-8 bytes, not
+    characters: cut by characters, PostgreSQL would cut the tail off and two names collide."""
+    room = 63 - len(tail.encode())
+    return head.encode()[:room].decode("utf-8", "ignore") + tail
+
+
 def current_model(s: settings.Settings) -> loading.LoadedModel:
     return loading.get_model(loading.model_key(s.model, s.pretrained, s.device, s.precision))
 

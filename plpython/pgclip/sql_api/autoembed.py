@@ -20,6 +20,7 @@ from pgclip.sql_api import (
     current_model,
     current_settings,
     ext_schema,
+    fit_name,
     raise_error,
     sql_errors,
 )
@@ -67,12 +68,16 @@ class Column:
 
 
 def relid(plpy: Any, table: str) -> int:
-    """The oid of a regclass argument (PL/Python hands regclass over as its text form)."""
+    """The oid of a regclass argument (PL/Python hands regclass over as its text form).
+
+    clip_backfill calls this before it pins search_path, so the parameter type is qualified:
+    "text" would be the caller's pg_temp.text if there is one (pg_temp comes first for
+    types), and the plan is kept for the backend's life."""
     plan = _plan(
         plpy,
         "relid",
         "SELECT $1::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8 AS oid",
-        ["text"],
+        ["pg_catalog.text"],
     )
     return int(plpy.execute(plan, [table])[0]["oid"])
 
@@ -420,7 +425,7 @@ def auto_embed(
         s = current_settings(plpy)
         lm = current_model(s)
         tag = lm.key.pretrained or registry.DEFAULT_TAGS.get(lm.key.model, "")
-        vector_column = vector_column or f"{source_column}_embedding"[:63]
+        vector_column = vector_column or fit_name(source_column, "_embedding")
         vschema = vector_schema(plpy)
         existing = _column_info(plpy, relid, vector_column)
         if existing is None:
@@ -475,8 +480,7 @@ def auto_embed(
 
 
 def trigger_name(vector_column: str, event: str) -> str:
-    suffix = "_ins" if event == "INSERT" else "_upd"
-    return f"pgclip_{vector_column}"[: 63 - len(suffix)] + suffix
+    return fit_name(f"pgclip_{vector_column}", "_ins" if event == "INSERT" else "_upd")
 
 
 def _pending_query(plpy: Any, col: Column, retry_failed: bool, limit: bool) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 
 from pgclip import classify, embedding, fusion, images, loading, registry, settings
 from pgclip.errors import InvalidParameter, PgclipError
-from pgclip.sql_api import check_text, current_model, current_settings, sql_errors
+from pgclip.sql_api import check_text, current_model, current_settings, fit_name, sql_errors
 
 TRIGGER_FUNCTION = "clip_tags_trigger"
 DEFAULT_RETAG_BATCH = 1000
@@ -293,8 +293,7 @@ def tag_trigger(plpy: Any, TD: dict[str, Any]) -> str | None:
 # --- setting tagging up ---------------------------------------------------------------------
 
 def trigger_name(tags_column: str, event: str) -> str:
-    suffix = "_ins" if event == "INSERT" else "_upd"
-    return f"pgclip_tags_{tags_column}"[: 63 - len(suffix)] + suffix
+    return fit_name(f"pgclip_tags_{tags_column}", "_ins" if event == "INSERT" else "_upd")
 
 
 def _column(plpy: Any, relid: int, name: str) -> dict[str, Any] | None:
