@@ -37,9 +37,14 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     precision = "fp16" if device == "cuda" else "fp32"
-    result: dict = {"device": device, "precision": precision, "torch": torch.__version__,
-                    "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
-                    "images": args.images, "batch": args.batch}
+    result: dict = {
+        "device": device,
+        "precision": precision,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+        "images": args.images,
+        "batch": args.batch,
+    }
     if not args.checkpoint.exists():
         torch.manual_seed(0)
         m = open_clip.create_model("ViT-B-32")  # random weights: speed only
@@ -55,15 +60,18 @@ def main() -> None:
 
     # raw open_clip: decode, preprocess, forward in batches, in one process
     model, _, preprocess = open_clip.create_model_and_transforms(
-        "ViT-B-32", pretrained=str(args.checkpoint), device=device, precision=precision)
+        "ViT-B-32", pretrained=str(args.checkpoint), device=device, precision=precision
+    )
     model.eval()
     from PIL import Image
 
     def raw_pass() -> np.ndarray:
         out = []
         for i in range(0, len(data), args.batch):
-            chunk = [preprocess(Image.open(io.BytesIO(b)).convert("RGB"))
-                     for b in data[i:i + args.batch]]
+            chunk = [
+                preprocess(Image.open(io.BytesIO(b)).convert("RGB"))
+                for b in data[i : i + args.batch]
+            ]
             x = torch.stack(chunk).to(device, dtype=model.visual.conv1.weight.dtype)
             with torch.inference_mode():
                 f = model.encode_image(x)
@@ -78,7 +86,8 @@ def main() -> None:
         res = autoembed.embed_batch(lm, "image", data, s, args.batch)
         return np.stack(res.vectors)
 
-    raw_pass(); pgclip_pass()  # warm-up (cuDNN autotune, caches)
+    raw_pass()
+    pgclip_pass()  # warm-up (cuDNN autotune, caches)
     if device == "cuda":
         torch.cuda.synchronize()
     times = {"raw": [], "pgclip": []}
@@ -94,12 +103,14 @@ def main() -> None:
     for name in times:
         med = statistics.median(times[name])
         result[f"{name}_images_per_s"] = round(args.images / med, 1)
-    result["ratio_pgclip_over_raw"] = round(result["pgclip_images_per_s"]
-                                            / result["raw_images_per_s"], 3)
+    result["ratio_pgclip_over_raw"] = round(
+        result["pgclip_images_per_s"] / result["raw_images_per_s"], 3
+    )
     result["max_abs_diff_pgclip_vs_raw"] = float(np.max(np.abs(raw_v - pg_v)))
     # forward only (no decode): the GPU's own rate
-    x = torch.stack([preprocess(Image.open(io.BytesIO(b)).convert("RGB"))
-                     for b in data[:args.batch]]).to(device, dtype=model.visual.conv1.weight.dtype)
+    x = torch.stack(
+        [preprocess(Image.open(io.BytesIO(b)).convert("RGB")) for b in data[: args.batch]]
+    ).to(device, dtype=model.visual.conv1.weight.dtype)
     with torch.inference_mode():
         for _ in range(3):
             model.encode_image(x)
@@ -113,14 +124,16 @@ def main() -> None:
     result["forward_only_images_per_s"] = round(10 * args.batch / (time.perf_counter() - t), 1)
     # fp16 vs fp32 agreement of pgclip's vectors
     if device == "cuda":
-        lm32 = loading.get_model(loading.model_key("ViT-B-32", str(args.checkpoint), device, "fp32"))
+        lm32 = loading.get_model(
+            loading.model_key("ViT-B-32", str(args.checkpoint), device, "fp32")
+        )
         v32 = np.stack(autoembed.embed_batch(lm32, "image", data[:256], s, args.batch).vectors)
         result["min_cosine_fp16_vs_fp32"] = float(np.min(np.sum(v32 * pg_v[:256], axis=1)))
     texts = [f"a photo of a {c} {sh}" for c in shapes.COLORS for sh in shapes.SHAPES] * 26
     embedding.embed_texts(lm, texts[:64])
     t = time.perf_counter()
     for i in range(0, len(texts), args.batch):
-        embedding.embed_texts(lm, texts[i:i + args.batch])
+        embedding.embed_texts(lm, texts[i : i + args.batch])
     if device == "cuda":
         torch.cuda.synchronize()
     result["pgclip_texts_per_s"] = round(len(texts) / (time.perf_counter() - t), 1)

@@ -40,8 +40,9 @@ def main() -> None:
         c.execute(f"SET pgclip.pretrained = '{args.checkpoint}'")
         c.execute(f"SET pgclip.batch_size = {args.batch}")
         t = time.perf_counter()
-        info = c.execute("SELECT device, dtype, embedding_dim, load_seconds FROM clip_model_info()"
-                         ).fetchone()
+        info = c.execute(
+            "SELECT device, dtype, embedding_dim, load_seconds FROM clip_model_info()"
+        ).fetchone()
         res["first_call_seconds"] = round(time.perf_counter() - t, 3)
         res["device"], res["dtype"], res["dim"], res["load_seconds"] = info
         c.execute("DROP TABLE IF EXISTS gpu_photos")
@@ -57,7 +58,7 @@ def main() -> None:
 
         copy([(-i - 1, data[i]) for i in range(args.batch)])  # warm-up
         runs = []
-        for rep in range(3):
+        for _rep in range(3):
             c.execute("DELETE FROM gpu_photos")
             runs.append(copy([(i, d) for i, d in enumerate(data)]))
         runs.sort()
