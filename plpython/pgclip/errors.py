@@ -41,3 +41,37 @@ class LimitExceeded(PgclipError):
     """An input over a configured size limit."""
 
     sqlstate = "54000"  # program_limit_exceeded
+
+
+class ImageTooLarge(LimitExceeded):
+    """More bytes or declared pixels than the limits allow."""
+
+
+class FormatNotAllowed(PgclipError):
+    """A recognised image format outside pgclip.image_formats."""
+
+    sqlstate = "0A000"  # feature_not_supported
+
+
+class ImageOutOfMemory(PgclipError):
+    sqlstate = "53200"  # out_of_memory
+
+
+class AdminOnlyFormat(PgclipError):
+    """pgclip.image_formats names a format that only an administrator may enable."""
+
+    sqlstate = "42501"  # insufficient_privilege
+
+
+class NotRegistered(PgclipError):
+    """A table or column that clip_auto_embed has not set up."""
+
+    sqlstate = "42704"  # undefined_object
+
+
+class UnsupportedTable(PgclipError):
+    sqlstate = "0A000"  # feature_not_supported
+
+
+class WrongType(PgclipError):
+    sqlstate = "42804"  # datatype_mismatch

@@ -29,7 +29,13 @@ from functools import cache
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pgclip.errors import InvalidImage, PgclipError
+from pgclip.errors import (  # noqa: F401 - ImageOutOfMemory and friends are part of this API
+    FormatNotAllowed,
+    ImageOutOfMemory,
+    ImageTooLarge,
+    InvalidImage,
+    PgclipError,
+)
 
 DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 # Formats any session may add to pgclip.image_formats: common formats whose decoders are
@@ -40,18 +46,6 @@ USER_FORMATS = (*DEFAULT_FORMATS, "ICO", "PPM", "QOI", "AVIF")
 FORMAT_ALIASES = {"JPG": "JPEG", "JPE": "JPEG", "MPO": "JPEG", "TIF": "TIFF", "PGM": "PPM",
                   "PBM": "PPM"}
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
-
-
-class ImageTooLarge(PgclipError):
-    sqlstate = "54000"  # program_limit_exceeded
-
-
-class FormatNotAllowed(PgclipError):
-    sqlstate = "0A000"  # feature_not_supported
-
-
-class ImageOutOfMemory(PgclipError):
-    sqlstate = "53200"  # out_of_memory
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from pgclip.errors import InvalidParameter, PgclipError
+from pgclip.errors import AdminOnlyFormat, InvalidParameter
 from pgclip.images import (
     DEFAULT_FORMATS,
     FORMAT_ALIASES,
@@ -28,12 +28,6 @@ NAMES = (
 DEFAULT_MAX_TEXT_CHARS = 10_000
 # PostgreSQL's memory units (powers of 1024), accepted in pgclip.max_image_bytes.
 BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
-
-
-class AdminOnlyFormat(PgclipError):
-    """pgclip.image_formats names a format that only an administrator may enable."""
-
-    sqlstate = "42501"  # insufficient_privilege
 
 
 @dataclass(frozen=True)

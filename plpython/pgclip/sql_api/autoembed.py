@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from pgclip import autoembed, embedding, images, loading, registry
-from pgclip.errors import InvalidParameter, PgclipError
+from pgclip.errors import (
+    InvalidParameter,
+    NotRegistered,
+    PgclipError,
+    UnsupportedTable,
+    WrongType,
+)
 from pgclip.sql_api import (
     check_text,
     current_model,
@@ -31,18 +37,6 @@ TRANSITION_OLD = "pgclip_old"
 
 _plans: dict[Any, Any] = {}
 _writing = 0  # >0 while this backend writes vectors: our own UPDATEs must not re-trigger
-
-
-class NotRegistered(PgclipError):
-    sqlstate = "42704"  # undefined_object
-
-
-class UnsupportedTable(PgclipError):
-    sqlstate = "0A000"  # feature_not_supported
-
-
-class WrongType(PgclipError):
-    sqlstate = "42804"  # datatype_mismatch
 
 
 @dataclass(frozen=True)
