@@ -32,6 +32,8 @@ def main() -> None:
                     help="rows per ViT-B-32 throughput measurement (pgclip-tiny: 8x)")
     ap.add_argument("--search-sizes", default="100000",
                     help="stored vectors per search case, e.g. 100000,1000000 (1M: ~1 h)")
+    ap.add_argument("--search-kinds", default="uniform,subspace",
+                    help="vector distributions for the search case")
     ap.add_argument("--search-full", action="store_true",
                     help="also build HNSW on the inline (STORAGE PLAIN) vector table")
     ap.add_argument("--name", default="latest", help="results file name (without suffix)")
@@ -105,8 +107,10 @@ def main() -> None:
     if "search" in selected:
         from bench.search import search
 
+        kinds = tuple(k.strip() for k in args.search_kinds.split(",") if k.strip())
         for size in [int(s) for s in args.search_sizes.split(",") if s.strip()]:
-            run("search", lambda s: search(url, s, args.search_full, VIT in models), size)
+            run("search", lambda s: search(url, s, args.search_full, VIT in models, kinds),
+                size)
     save()
     log(f"done in {time.time() - started:.0f}s: {Path(out_dir, args.name)}.md / .json")
     print(json.dumps({"meets": report.targets(results)}, indent=1))

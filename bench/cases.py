@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,8 +72,17 @@ def _timed(conn: psycopg.Connection, sql: str, params: Any = None) -> float:
     return time.perf_counter() - t0
 
 
+def _backend_cpu(conn: psycopg.Connection) -> float:
+    """CPU seconds the backend process has used (all its threads)."""
+    return float(backend_python(conn, "import time\nresult = time.process_time()"))
+
+
 def _forward_seconds(conn: psycopg.Connection) -> float:
     return float(backend_stats(conn)["forward"]["seconds"])
+
+
+def _decode_seconds(conn: psycopg.Connection) -> float:
+    return float(backend_stats(conn).get("image_decode_seconds", 0.0))
 
 
 # --- 1. throughput ----------------------------------------------------------------------------
@@ -147,17 +157,25 @@ def throughput(ctx: Context, model: str) -> dict[str, Any]:
             src = f"{p}_src_{kind}"
             fn = "clip_embed_image" if kind == "images" else "clip_embed_text"
 
-            def raw_run(batch: int) -> float:
+            def raw_run(batch: int) -> tuple[float, float]:
                 if kind == "images":
-                    return raw.call("embed_images", files=files, batch=batch)["seconds"]
-                return raw.call("embed_texts", texts=rep_texts, batch=batch)["seconds"]
+                    r = raw.call("embed_images", files=files, batch=batch)
+                else:
+                    r = raw.call("embed_texts", texts=rep_texts, batch=batch)
+                return r["seconds"], r["cpu_seconds"]
+
+            def in_backend(run: Callable[[], float]) -> Callable[[], tuple[float, float]]:
+                """(wall, CPU seconds of the backend, every thread) of one run."""
+                def measured() -> tuple[float, float]:
+                    c0 = _backend_cpu(conn)
+                    wall = run()
+                    return wall, _backend_cpu(conn) - c0
+                return measured
 
             def trigger_insert() -> float:
                 conn.execute(f"TRUNCATE {p}_trig_{kind}")
-                t = _timed(conn, f"INSERT INTO {p}_trig_{kind} ({src_text[kind]}) "
-                           f"SELECT {src_text[kind]} FROM {src}{where} ORDER BY id")
-                _check_embedded(conn, f"{p}_trig_{kind}", vec[kind], n)
-                return t
+                return _timed(conn, f"INSERT INTO {p}_trig_{kind} ({src_text[kind]}) "
+                              f"SELECT {src_text[kind]} FROM {src}{where} ORDER BY id")
 
             def trigger_copy() -> float:
                 conn.execute(f"TRUNCATE {p}_trig_{kind}")
@@ -167,27 +185,33 @@ def throughput(ctx: Context, model: str) -> dict[str, Any]:
                         f"COPY {p}_trig_{kind} ({src_text[kind]}) FROM STDIN") as cp:
                     for v in values:
                         cp.write_row((v,))
-                t = time.perf_counter() - t0
-                _check_embedded(conn, f"{p}_trig_{kind}", vec[kind], n)
-                return t
+                return time.perf_counter() - t0
 
             def backfill() -> float:
                 conn.execute(f"UPDATE {p}_bf_{kind} SET {vec[kind]} = NULL")
-                t = _timed(conn, f"CALL clip_backfill('{p}_bf_{kind}', batch_size => {BATCH})")
-                _check_embedded(conn, f"{p}_bf_{kind}", vec[kind], n)
-                return t
+                return _timed(conn, f"CALL clip_backfill('{p}_bf_{kind}', "
+                              f"batch_size => {BATCH})")
 
-            out = {
+            def checked(run: Callable[[], tuple[float, float]], table: str
+                        ) -> Callable[[], tuple[float, float]]:
+                def run_and_check() -> tuple[float, float]:
+                    t = run()
+                    _check_embedded(conn, table, vec[kind], n)
+                    return t
+                return run_and_check
+
+            out: dict[str, Callable[[], tuple[float, float]]] = {
                 "raw_batch_1": lambda: raw_run(1),
                 f"raw_batch_{BATCH}": lambda: raw_run(BATCH),
-                "pgclip_call_per_row": lambda: _timed(
-                    conn, f"SELECT count({fn}({src_text[kind]})) FROM {src}{where}"),
+                "pgclip_call_per_row": in_backend(lambda: _timed(
+                    conn, f"SELECT count({fn}({src_text[kind]})) FROM {src}{where}")),
             }
             if have["auto_embed"]:
-                out["pgclip_trigger_insert_select"] = trigger_insert
-                out["pgclip_trigger_copy"] = trigger_copy
+                trig = f"{p}_trig_{kind}"
+                out["pgclip_trigger_insert_select"] = checked(in_backend(trigger_insert), trig)
+                out["pgclip_trigger_copy"] = checked(in_backend(trigger_copy), trig)
                 if have["backfill"]:
-                    out["pgclip_backfill"] = backfill
+                    out["pgclip_backfill"] = checked(in_backend(backfill), f"{p}_bf_{kind}")
             return out
 
         results: dict[str, Any] = {}
@@ -196,20 +220,28 @@ def throughput(ctx: Context, model: str) -> dict[str, Any]:
             for fn in variants(kind, 0).values():  # rep 0: warm-up, untimed
                 fn()
             seconds: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
             for rep in range(1, reps + 1):
                 for name, fn in variants(kind, rep).items():
-                    seconds.setdefault(name, []).append(fn())
+                    wall, cpu_s = fn()
+                    seconds.setdefault(name, []).append(wall)
+                    cpu.setdefault(name, []).append(cpu_s)
                 log(f"throughput {model} {kind}: rep {rep}/{reps} "
                     + ", ".join(f"{k} {n / v[-1]:.1f}/s" for k, v in seconds.items()))
             per_s = {k: n / median(v) for k, v in seconds.items()}
+            per_cpu_s = {k: n / median(v) for k, v in cpu.items()}
             base = per_s[f"raw_batch_{BATCH}"]
+            base_cpu = per_cpu_s[f"raw_batch_{BATCH}"]
             results[kind] = {
                 "rows": n, "batch": BATCH, "reps": reps,
                 "per_second": per_s,
-                "seconds_runs": seconds,
                 "ratio_to_raw_batched": {k: ratio(v, base) for k, v in per_s.items()},
                 "call_per_row_to_raw_batch_1": ratio(per_s["pgclip_call_per_row"],
                                                      per_s["raw_batch_1"]),
+                "per_cpu_second": per_cpu_s,
+                "cpu_ratio_to_raw_batched": {k: ratio(v, base_cpu)
+                                             for k, v in per_cpu_s.items()},
+                "seconds_runs": seconds, "cpu_seconds_runs": cpu,
             }
     conn.close()
     return results
@@ -221,7 +253,8 @@ def overhead(ctx: Context, model: str) -> dict[str, Any]:
     """Wall time per call minus the time the backend itself spent in the model (tokenise or
     preprocess, forward, normalise), measured by pgclip.embedding's counters in the same
     backend. Four ways: a text per row of one statement (cache misses), the same texts again
-    (cache hits, no forward), one statement per text from the client, an image per row."""
+    (cache hits, no forward), one statement per text from the client, an image per row (also
+    net of decoding the JPEG, which the raw baseline does too)."""
     p = prefix(model)
     n = ctx.rows[model] if model == VIT else 400
     conn = connect(ctx.url, model)
@@ -250,8 +283,10 @@ def overhead(ctx: Context, model: str) -> dict[str, Any]:
             conn.execute("SELECT clip_embed_text(%s)", (t,), prepare=True)
         wall_single = time.perf_counter() - t0
         f3 = _forward_seconds(conn)
+        d3 = _decode_seconds(conn)
         wall_img = _timed(conn, f"SELECT count(clip_embed_image(image)) FROM {p}_src_images")
         f4 = _forward_seconds(conn)
+        d4 = _decode_seconds(conn)
         t0 = time.perf_counter()
         for _ in range(len(singles)):
             conn.execute("SELECT 1", prepare=True)
@@ -264,6 +299,7 @@ def overhead(ctx: Context, model: str) -> dict[str, Any]:
         record("text_cached_per_row_statement", wall_hit, 0.0, n)
         record("text_statement_per_call", wall_single, f3 - f2, len(singles))
         record("image_per_row_statement", wall_img, f4 - f3, n_img)
+        record("image_per_row_statement_beyond_decode", wall_img, f4 - f3 + d4 - d3, n_img)
         runs.setdefault("client_round_trip_select_1", []).append(round_trip)
     conn.close()
     ms = {k: 1000 * median(v) for k, v in runs.items()}
@@ -437,7 +473,7 @@ def memory(ctx: Context, model: str = VIT) -> dict[str, Any]:
 def precision(ctx: Context, model: str = VIT) -> dict[str, Any]:
     """pgclip.precision = bf16 on the CPU against fp32: per-row calls and batched trigger
     ingest, and the cosine between the two precisions' vectors for the same inputs."""
-    p, n = prefix(model), ctx.rows[model]
+    p, n = prefix(model), ctx.rows[model] // 2
     conns = {"fp32": connect(ctx.url, model, **{"pgclip.precision": "fp32",
                                                 "pgclip.batch_size": str(BATCH)}),
              "bf16": connect(ctx.url, model, **{"pgclip.precision": "bf16",
@@ -446,12 +482,12 @@ def precision(ctx: Context, model: str = VIT) -> dict[str, Any]:
     have_trigger = has_routine(conns["fp32"], "clip_auto_embed", "f")
     seconds: dict[str, list[float]] = {}
     vectors: dict[str, dict[str, np.ndarray]] = {"fp32": {}, "bf16": {}}
-    for rep in range(ctx.reps + 1):
+    for rep in range(min(ctx.reps, 2) + 1):
         batch = texts(n, f"precision-{rep}")
         for prec, conn in conns.items():
             t0 = time.perf_counter()
             img = conn.execute(f"SELECT clip_embed_image(image) FROM {p}_src_images "
-                               "ORDER BY id").fetchall()
+                               "ORDER BY id LIMIT %s", (n,)).fetchall()
             t_img = time.perf_counter() - t0
             t0 = time.perf_counter()
             txt = conn.execute("SELECT clip_embed_text(t) FROM unnest(%s::text[]) t",
@@ -469,7 +505,7 @@ def precision(ctx: Context, model: str = VIT) -> dict[str, Any]:
                     where = " WHERE rep = 1" if kind == "texts" else ""
                     seconds.setdefault(f"{prec}_{kind}_trigger_batched", []).append(_timed(
                         conn, f"INSERT INTO {p}_trig_{kind} ({col}) SELECT {col} "
-                        f"FROM {p}_src_{kind}{where} ORDER BY id"))
+                        f"FROM {p}_src_{kind}{where} ORDER BY id LIMIT {n}"))
     for conn in conns.values():
         conn.close()
     per_s = {k: n / median(v) for k, v in seconds.items()}
@@ -490,8 +526,8 @@ def omp_policy(ctx: Context, model: str = VIT) -> dict[str, Any]:
     """Raw open_clip, batch 1, with OpenMP's default spinning (ACTIVE) against PASSIVE (what
     pgclip sets for backends, and what the raw baselines above use): on cores that other
     processes also use, spinning threads wait for descheduled partners."""
-    files = image_files(images(8))
-    batch = texts(16, "omp")
+    files = image_files(images(4))
+    batch = texts(8, "omp")
     seconds: dict[str, list[float]] = {}
     with RawWorker(OMP_WAIT_POLICY="ACTIVE") as active, \
             RawWorker(OMP_WAIT_POLICY="PASSIVE") as passive:

@@ -40,16 +40,22 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     if _ok(thr):
         for kind in ("images", "texts"):
             r = thr[kind]["ratio_to_raw_batched"]
+            rc = thr[kind].get("cpu_ratio_to_raw_batched", {})
             for variant in ("pgclip_trigger_insert_select", "pgclip_trigger_copy"):
                 if variant in r:
+                    cpu = f"; per CPU-second {rc[variant]:.2f} x" if variant in rc else ""
                     out.append({"target": f"{VIT} {kind}: {variant} >= 0.9 x raw batched",
-                                "measured": f"{r[variant]:.2f} x", "met": r[variant] >= 0.9})
+                                "measured": f"{r[variant]:.2f} x (wall){cpu}",
+                                "met": r[variant] >= 0.9})
     ovh = c.get("overhead", {}).get(VIT)
     if _ok(ovh):
         ms = ovh["overhead_ms_per_call"]
-        for k in ("text_per_row_statement", "image_per_row_statement"):
-            out.append({"target": f"{VIT} per-call overhead beyond the forward ({k}) <= 1 ms",
-                        "measured": f"{ms[k]:.2f} ms", "met": ms[k] <= 1.0})
+        for k in ("text_per_row_statement", "image_per_row_statement",
+                  "image_per_row_statement_beyond_decode"):
+            if k in ms:
+                out.append({"target": f"{VIT} per-call overhead beyond the forward ({k}) "
+                                      "<= 1 ms", "measured": f"{ms[k]:.2f} ms",
+                            "met": ms[k] <= 1.0})
     cold = c.get("cold_start", {}).get(VIT)
     if _ok(cold):
         out.append({"target": f"{VIT} cold start <= import torch+open_clip + 0.5 s",
@@ -109,7 +115,9 @@ def markdown(res: dict[str, Any]) -> str:
     if thr:
         parts.append("\n## 1. Embedding throughput (items/s, median)\n\n"
                      "raw = open_clip in a plain Python process (decode/tokenise + forward + "
-                     "normalise); pgclip = through SQL in one backend.\n")
+                     "normalise); pgclip = through SQL in one backend. items/CPU-s = items per "
+                     "CPU second of the process doing the work (all its threads): steadier than "
+                     "wall time when other processes share the cores.\n")
         for model in (VIT, TINY):
             r = thr.get(model)
             if r is None:
@@ -119,16 +127,22 @@ def markdown(res: dict[str, Any]) -> str:
                 continue
             rows = []
             for variant in r["images"]["per_second"]:
-                rows.append([variant] + [
-                    f"{_f(r[k]['per_second'].get(variant))} "
-                    f"({_f(r[k]['ratio_to_raw_batched'].get(variant), 2)}x)"
-                    for k in ("images", "texts")])
+                cells = [variant]
+                for k in ("images", "texts"):
+                    cells.append(f"{_f(r[k]['per_second'].get(variant))} "
+                                 f"({_f(r[k]['ratio_to_raw_batched'].get(variant), 2)}x)")
+                    if "per_cpu_second" in r[k]:
+                        cells.append(f"{_f(r[k]['per_cpu_second'].get(variant))} "
+                                     f"({_f(r[k]['cpu_ratio_to_raw_batched'].get(variant), 2)}x)")
+                rows.append(cells)
+            header = (["variant", "images/s", "images/CPU-s", "texts/s", "texts/CPU-s"]
+                      if "per_cpu_second" in r["images"] else ["variant", "images/s", "texts/s"])
             parts.append(f"\n**{model}**, {r['images']['rows']} rows, batch "
                          f"{r['images']['batch']} (ratio to raw batched in brackets); "
                          f"per-row call / raw batch 1: images "
                          f"{_f(r['images']['call_per_row_to_raw_batch_1'], 2)}x, texts "
                          f"{_f(r['texts']['call_per_row_to_raw_batch_1'], 2)}x\n\n"
-                         + _table(["variant", "images/s", "texts/s"], rows))
+                         + _table(header, rows))
 
     ovh = c.get("overhead", {})
     if ovh:
@@ -222,9 +236,12 @@ def markdown(res: dict[str, Any]) -> str:
             continue
         rows = [[label, _f(v["heap_mib"]), _f(v["toast_mib"]), _f(v["exact_scan"]["p50_ms"]),
                  _f(v["exact_scan"]["recall_at_10"], 3)] for label, v in s["storage"].items()]
-        parts.append(f"\n## 6. Search, {int(size):,} random unit vectors ({s['dim']}-d)\n\n"
-                     f"Loaded by binary COPY in {_f(s['load_seconds'])} s. Exact scans "
-                     "(no index) by column storage:\n\n"
+        parts.append(f"\n## 6. Search, {int(size):,} stored {s['dim']}-d unit vectors\n\n"
+                     "`uniform`: random unit vectors (no neighbourhood structure: the worst "
+                     "case for any approximate index). `subspace`: unit vectors near a random "
+                     "32-d subspace (low intrinsic dimension, as real embeddings have). "
+                     f"Loaded by binary COPY in {_f(s.get('load_seconds_uniform'))} s. Exact "
+                     "scans (no index) of the uniform set by column storage:\n\n"
                      + _table(["table", "heap MiB", "TOAST MiB", "exact p50 ms",
                                "recall@10"], rows))
         rows = []
@@ -234,7 +251,8 @@ def markdown(res: dict[str, Any]) -> str:
                              _f(r["p50_ms"], 2), _f(r["p95_ms"], 2),
                              _f(r["recall_at_10"], 3)])
         parts.append(f"\nHNSW (m=16, ef_construction=64, maintenance_work_mem "
-                     f"{s['maintenance_work_mem']}), {s['queries']} random unit queries:\n\n"
+                     f"{s['maintenance_work_mem']}), {s['queries']} queries from the same "
+                     "distribution, recall@10 against exact search on the float32 vectors:\n\n"
                      + _table(["column", "build s", "index MiB", "ef_search", "p50 ms",
                                "p95 ms", "recall@10"], rows))
         if "text_query_cache" in s:

@@ -6,9 +6,11 @@ model's own time from their overhead, and tests can tell whether a tower ran at 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -53,7 +55,7 @@ def embed_images(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
     import torch.nn.functional as F
 
     t0 = time.perf_counter()
-    batch = torch.stack([lm.preprocess(bound_shape(img)) for img in images]).to(lm.key.device)
+    batch = torch.stack(_preprocess_all(lm, images)).to(lm.key.device)
     if lm.key.precision != "fp32":
         batch = batch.to(dtype=_image_input_dtype(lm))
     with torch.inference_mode():
@@ -61,6 +63,32 @@ def embed_images(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
         out = F.normalize(feats.float(), dim=-1).cpu().numpy()
     _count(lm, "image", len(images), time.perf_counter() - t0)
     return out
+
+
+# On a GPU the forward pass is cheap and the CPU-side preprocessing (resize, crop, to tensor) is
+# the bottleneck of a batch; Pillow and torch release the GIL there, so a few threads help.
+# On the CPU the forward pass dominates and its own threads use the cores: one thread here.
+PREPROCESS_THREADS = min(8, os.cpu_count() or 1)
+_pool: Any = None
+
+
+def _preprocess_all(lm: LoadedModel, images: Sequence[Image.Image]) -> list[Any]:
+    global _pool
+    if PREPROCESS_THREADS < 2 or len(images) < 4 or not lm.key.device.startswith("cuda"):
+        return [lm.preprocess(bound_shape(img)) for img in images]
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(PREPROCESS_THREADS, thread_name_prefix="pgclip-preprocess",
+                                   initializer=_block_signals)
+    return list(_pool.map(lambda img: lm.preprocess(bound_shape(img)), images))
+
+
+def _block_signals() -> None:
+    """Pool threads never run PostgreSQL's signal handlers: the backend's main thread does."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
 
 
 # CLIP's preprocessing scales the shorter side to the model's input size and then keeps the
@@ -108,6 +136,16 @@ def _count(lm: LoadedModel, tower: str, n: int, seconds: float) -> None:
     lm.timings.setdefault(f"first_{tower}_forward", seconds)
 
 
+_LITERAL_FORMATS: dict[int, str] = {}
+
+
 def to_vector_literal(vec: np.ndarray) -> str:
-    """pgvector's text form. Python's float repr round-trips each float32 exactly."""
-    return "[" + ",".join(map(repr, vec.astype(np.float32).tolist())) + "]"
+    """pgvector's text form. Each float32 is printed as its exact double value (17 significant
+    digits round-trip any double), so it parses back to the same bits; one ``%`` formatting
+    of all elements costs less than a ``repr`` per element."""
+    values = vec.astype(np.float32).tolist()
+    fmt = _LITERAL_FORMATS.get(len(values))
+    if fmt is None:
+        fmt = "[" + ",".join(["%.17g"] * len(values)) + "]"
+        _LITERAL_FORMATS[len(values)] = fmt
+    return fmt % tuple(values)
