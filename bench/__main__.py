@@ -59,8 +59,9 @@ def main() -> None:
         "not depend on the weights. pgclip-tiny uses its trained weights.",
         "Medians over --reps repetitions, interleaved with the baseline; ratios are within "
         "this run. Machine shared with other users: see load average and CPU steal.",
-        "OMP_WAIT_POLICY=PASSIVE for the raw baseline too: pgclip sets it in backends, and on "
-        "shared cores OpenMP's default spinning is many times slower (case omp_wait_policy).",
+        "OMP_WAIT_POLICY=PASSIVE for the raw baseline too, as pgclip sets it in backends: on "
+        "busy cores OpenMP's default spinning made batch-1 forwards 2 to 7 times slower; on "
+        "idle cores PASSIVE costs about 1.4x at batch 1 (case omp_wait_policy).",
     ]
     if desc["torch_build"] != "CPU only" and not desc["cuda_available"]:
         notes.append("torch is a CUDA build on a machine without a GPU: its import maps "

@@ -260,10 +260,16 @@ def timed() -> Iterator[Callable[[], float]]:
 class RawWorker:
     """A plain Python process (bench/raw.py) driven over stdin/stdout, one JSON per line."""
 
-    def __init__(self, **extra_env: str) -> None:
+    def __init__(self, **extra_env: str | None) -> None:
+        """``extra_env``: variables for the worker; None removes one."""
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{PACKAGE_DIR}",
                "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), **extra_env}
+               "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        for name, value in extra_env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.raw"], cwd=ROOT, env=env, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)

@@ -227,8 +227,8 @@ def markdown(res: dict[str, Any]) -> str:
         parts.append("\n## OpenMP wait policy (raw open_clip, batch 1, ms per item)\n\n"
                      + _table(["variant", "ms"], [[k, _f(v)] for k, v in
                                                  omp["ms_per_item"].items()])
-                     + "\nACTIVE / PASSIVE: " + ", ".join(
-                         f"{k} {v:.2f}x" for k, v in omp["active_over_passive"].items())
+                     + "\ndefault / PASSIVE: " + ", ".join(
+                         f"{k} {v:.2f}x" for k, v in omp["default_over_passive"].items())
                      + f" (load average {' '.join(omp['load_average'])})\n")
 
     for size, s in sorted(c.get("search", {}).items()):

@@ -201,6 +201,9 @@ def load_model(key: ModelKey) -> LoadedModel:
             built = _load_mapped(key, source.pretrained, timings)
         except _NoFastPath as e:
             fallback_reason = str(e)
+            logging.getLogger("pgclip").warning(
+                "pgclip: loading %s through open_clip (weights copied per backend): %s",
+                source.pretrained, fallback_reason)
     if built is None:
         t = time.perf_counter()
         model, preprocess = _load_open_clip(key, source)
