@@ -70,8 +70,9 @@ def main() -> None:
                      "https://download.pytorch.org/whl/cpu).")
     ctx = cases.Context(url=url, reps=args.reps,
                         rows={VIT: args.rows, TINY: args.rows * 8}, notes=notes)
-    results: dict[str, Any] = {"machine": desc, "notes": notes, "cases": {},
-                               "args": vars(args)}
+    results: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "machine": desc, "notes": notes, "cases": {}, "args": vars(args)}
     out_dir = ROOT / "bench" / "results"
 
     def save() -> None:

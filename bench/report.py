@@ -58,8 +58,15 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                             "met": ms[k] <= 1.0})
     cold = c.get("cold_start", {}).get(VIT)
     if _ok(cold):
-        out.append({"target": f"{VIT} cold start <= import torch+open_clip + 0.5 s",
-                    "measured": f"{cold['fast']['wall']:.2f} s vs "
+        f = cold["fast"]
+        out.append({"target": f"{VIT} cold start <= import torch+open_clip (in the same "
+                              "backend) + 0.5 s",
+                    "measured": f"{f['wall']:.2f} s = import {f['import']:.2f} s "
+                                f"+ {f['wall'] - f['import']:.2f} s",
+                    "met": f["wall"] - f["import"] <= 0.5})
+        out.append({"target": f"{VIT} cold start <= import torch+open_clip (plain Python "
+                              "process) + 0.5 s",
+                    "measured": f"{f['wall']:.2f} s vs "
                                 f"{cold['plain_python_import_torch_open_clip']:.2f} + 0.5 s",
                     "met": cold["meets_target"]})
     mem = c.get("memory", {}).get(VIT)
@@ -98,7 +105,8 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
-    parts = [f"# pgclip benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n",
+    when = res.get("started_at") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    parts = [f"# pgclip benchmark ({when})\n",
              f"`make bench` in {res.get('duration_seconds', 0) / 60:.1f} min. "
              f"Arguments: `{json.dumps(res.get('args', {}))}`\n",
              _table(["machine", ""], [[k, ", ".join(map(str, v)) if isinstance(v, list) else v]
@@ -178,6 +186,9 @@ def markdown(res: dict[str, Any]) -> str:
                          _f(r["plain_python_import_torch_open_clip"], 2), "", "", "", "", "",
                          ""])
         parts.append("\n## 3. Cold start: first clip_embed_text in a new connection (s)\n\n"
+                     "The same imports take longer in a backend than in a plain Python process "
+                     "(PL/Python runs on the shared libpython, Debian's python3 binary on a "
+                     "static one).\n\n"
                      + _table(["model", "path", "wall", "import torch+open_clip",
                                "other imports + SQL", "construct", "load weights", "tokenizer",
                                "first forward"], rows))
