@@ -75,3 +75,9 @@ class UnsupportedTable(PgclipError):
 
 class WrongType(PgclipError):
     sqlstate = "42804"  # datatype_mismatch
+
+
+class ChecksumMismatch(PgclipError):
+    """A checkpoint file whose SHA-256 is not among the pinned digests."""
+
+    sqlstate = "XX001"  # data_corrupted

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgclip import registry
+from pgclip import checksums, registry
 from pgclip.errors import InvalidParameter, WeightsUnavailable
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -144,10 +144,23 @@ def model_key(model: str | None, pretrained: str | None, device: str | None,
     return ModelKey(model, (pretrained or "").strip(), dev, resolve_precision(precision, dev))
 
 
+# SHA-256 digests that checkpoint files must have (empty: no pinning); see set_pins.
+_pins: frozenset[str] = frozenset()
+
+
+def set_pins(pins: frozenset[str]) -> None:
+    """Pin checkpoint digests for the loads and cache hits that follow (sql_api sets them from
+    the settings before every use of a model)."""
+    global _pins
+    _pins = pins
+
+
 def get_model(key: ModelKey) -> LoadedModel:
     """The cached model for ``key``, loading it on first use."""
     lm = _cache.get(key)
     if lm is not None:
+        if _pins and os.path.isabs(lm.weights):
+            checksums.verify(lm.weights, _pins)
         _cache.move_to_end(key)
         return lm
     lm = load_model(key)
@@ -241,15 +254,9 @@ def load_model(key: ModelKey) -> LoadedModel:
 
 
 def verify_checkpoint(path: str) -> None:
-    """Where the planned ``pgclip.checkpoint_sha256`` setting (supply-chain pinning) belongs.
-
-    Not implemented yet. When it is: compare the digest before any tensor is built from the
-    file, raise :class:`WeightsUnavailable` on a mismatch, and hash the bytes that are then
-    used (the mapping :func:`_map_safetensors` makes), not a second read of the path, so that a
-    file swapped in between cannot pass. Hashing reads the whole file once (about 0.3 s per
-    600 MB), which counts against the cold start.
-    """
-    del path
+    """Refuse a checkpoint file whose SHA-256 is not pinned (when digests are pinned). The digest
+    is taken before any tensor is built from the file."""
+    checksums.verify(path, _pins)
 
 
 def _load_open_clip(key: ModelKey, source: registry.WeightsSource) -> tuple[Any, Callable]:

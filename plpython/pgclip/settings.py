@@ -11,6 +11,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from pgclip import checksums
 from pgclip.errors import AdminOnlyFormat, InvalidParameter
 from pgclip.images import (
     DEFAULT_FORMATS,
@@ -24,6 +25,7 @@ from pgclip.images import (
 NAMES = (
     "model", "pretrained", "device", "precision",
     "max_image_bytes", "max_image_pixels", "image_formats", "max_text_chars",
+    "checkpoint_sha256",
 )
 DEFAULT_MAX_TEXT_CHARS = 10_000
 # PostgreSQL's memory units (powers of 1024), accepted in pgclip.max_image_bytes.
@@ -38,6 +40,8 @@ class Settings:
     precision: str = "auto"
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    # SHA-256 digests every loaded checkpoint file must have (empty: none pinned).
+    checkpoint_pins: frozenset[str] = frozenset()
 
 
 def _int(name: str, raw: str | None, default: int, *, units: bool = False) -> int:
@@ -102,7 +106,8 @@ def parse_formats(raw: str | None, admin_formats: Collection[str] = ()) -> tuple
     return tuple(names)
 
 
-def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = ()) -> Settings:
+def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = (),
+          admin_pins: str | None = None) -> Settings:
     """Build :class:`Settings` from ``{name: value-or-None}`` (names without the prefix).
 
     ``admin_formats``: see :func:`parse_formats`.
@@ -120,4 +125,6 @@ def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = ())
             formats=parse_formats(raw.get("image_formats"), admin_formats),
         ),
         max_text_chars=_int("max_text_chars", raw.get("max_text_chars"), DEFAULT_MAX_TEXT_CHARS),
+        # An administrator's pins (clip_config) win: a session may not loosen them.
+        checkpoint_pins=checksums.parse_pins(admin_pins or raw.get("checkpoint_sha256")),
     )

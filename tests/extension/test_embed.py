@@ -124,3 +124,27 @@ def test_model_info(conn: psycopg.Connection) -> None:
     assert info["weights"].endswith("pgclip-tiny.safetensors")
     assert info["load_seconds"] > 0
     assert info["pgclip_version"] == pgclip.__version__
+
+
+def test_checkpoint_sha256_pin(conn, new_conn) -> None:
+    import hashlib
+
+    from pgclip import registry
+
+    sha = hashlib.sha256(registry.TINY_WEIGHTS.read_bytes()).hexdigest()
+    c = new_conn()
+    c.execute(f"SET pgclip.checkpoint_sha256 = '{sha}'")
+    assert c.execute("SELECT clip_embed_text('pinned') IS NOT NULL").fetchone()[0]
+    c.execute(f"SET pgclip.checkpoint_sha256 = '{'0' * 64}'")
+    with pytest.raises(psycopg.errors.DataCorrupted) as exc:
+        c.execute("SELECT clip_embed_text('pinned')")
+    assert "not pinned" in exc.value.diag.message_primary and exc.value.diag.message_hint
+    # An administrator's pin in clip_config wins over the session's setting.
+    conn.execute("INSERT INTO clip_config VALUES ('checkpoint_sha256', %s)", ("1" * 64,))
+    try:
+        c.execute(f"SET pgclip.checkpoint_sha256 = '{sha}'")
+        with pytest.raises(psycopg.errors.DataCorrupted):
+            c.execute("SELECT clip_embed_text('pinned')")
+    finally:
+        conn.execute("DELETE FROM clip_config WHERE name = 'checkpoint_sha256'")
+    assert c.execute("SELECT clip_embed_text('pinned') IS NOT NULL").fetchone()[0]

@@ -12,7 +12,7 @@ from pgclip.settings import AdminOnlyFormat, Settings
 def test_names_are_the_settings_parse_reads() -> None:
     assert set(settings.NAMES) == {"model", "pretrained", "device", "precision",
                                    "max_image_bytes", "max_image_pixels", "image_formats",
-                                   "max_text_chars"}
+                                   "max_text_chars", "checkpoint_sha256"}
 
 
 @pytest.mark.parametrize("raw", [{}, dict.fromkeys(settings.NAMES),

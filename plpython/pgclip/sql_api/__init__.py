@@ -78,14 +78,19 @@ def current_settings(plpy: Any) -> settings.Settings:
         cols = ", ".join(
             f"pg_catalog.current_setting('pgclip.{n}', true) AS {n}" for n in settings.NAMES
         )
-        admin = (
+        admin = ", ".join(
             f"(SELECT c.value FROM {ext_schema(plpy)}.clip_config c "
-            "WHERE c.name OPERATOR(pg_catalog.=) 'admin_image_formats') AS admin_image_formats"
+            f"WHERE c.name OPERATOR(pg_catalog.=) '{name}') AS admin_{name}"
+            for name in ("admin_image_formats", "checkpoint_sha256")
         )
         _settings_plan = plpy.prepare(f"SELECT {cols}, {admin}")
     row = plpy.execute(_settings_plan)[0]
-    admin_formats = [f.strip() for f in (row["admin_image_formats"] or "").split(",") if f.strip()]
-    return settings.parse(row, admin_formats=admin_formats)
+    admin_formats = [
+        f.strip() for f in (row["admin_admin_image_formats"] or "").split(",") if f.strip()
+    ]
+    s = settings.parse(row, admin_formats=admin_formats, admin_pins=row["admin_checkpoint_sha256"])
+    loading.set_pins(s.checkpoint_pins)  # applies to every model this call then uses
+    return s
 
 
 def fit_name(head: str, tail: str) -> str:

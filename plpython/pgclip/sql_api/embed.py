@@ -73,9 +73,9 @@ def cached_text_literal(key: loading.ModelKey, text: str) -> str:
     """The vector literal of ``text`` under the model ``key``, from the query cache when this
     backend embedded the same text with the same model before (for every query-text path,
     e.g. the search functions). The caller has checked the text's length."""
+    lm = loading.get_model(key)  # a dict lookup once loaded; checks pinned checkpoint digests
     literal = query_cache.get(key, text)
     if literal is None:
-        lm = loading.get_model(key)
         literal = embedding.to_vector_literal(embedding.embed_texts(lm, [text])[0])
         query_cache.put(key, text, literal)
     return literal
