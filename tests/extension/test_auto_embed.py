@@ -42,6 +42,9 @@ def test_setup_adds_column_triggers_index_registry_and_backfills(conn, ref) -> N
         "WHERE attrelid = 'ae_setup'::regclass AND attname = 'image_embedding'"
     ).fetchone()[0]
     assert typ == "vector(64)"
+    storage = conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
+                           "'ae_setup'::regclass AND attname = 'image_embedding'").fetchone()[0]
+    assert storage == "m"  # kept in the row, not TOASTed out of line
     trig = {
         r[0]
         for r in conn.execute(
