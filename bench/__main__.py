@@ -34,6 +34,8 @@ def main() -> None:
                     help="stored vectors per search case, e.g. 100000,1000000 (1M: ~1 h)")
     ap.add_argument("--search-kinds", default="uniform,subspace",
                     help="vector distributions for the search case")
+    ap.add_argument("--search-reuse", action="store_true",
+                    help="reuse tables and HNSW indexes of an earlier search run of that size")
     ap.add_argument("--search-full", action="store_true",
                     help="also build HNSW on the inline (STORAGE PLAIN) vector table")
     ap.add_argument("--name", default="latest", help="results file name (without suffix)")
@@ -48,7 +50,7 @@ def main() -> None:
     started = time.time()
     ensure_checkpoint()
     base_url = args.url or cluster_url()
-    url = _recreate_db(base_url)
+    url = _recreate_db(base_url, keep=args.search_reuse)
     with connect(url) as conn:
         desc = machine(conn)
     log(f"machine: {desc['cpu_model']}, {desc['cpu_cores']} cores, {desc['ram_gib']} GiB, "
@@ -111,8 +113,8 @@ def main() -> None:
 
         kinds = tuple(k.strip() for k in args.search_kinds.split(",") if k.strip())
         for size in [int(s) for s in args.search_sizes.split(",") if s.strip()]:
-            run("search", lambda s: search(url, s, args.search_full, VIT in models, kinds),
-                size)
+            run("search", lambda s: search(url, s, args.search_full, VIT in models, kinds,
+                                           args.search_reuse), size)
     save()
     log(f"done in {time.time() - started:.0f}s: {Path(out_dir, args.name)}.md / .json")
     print(json.dumps({"meets": report.targets(results)}, indent=1))

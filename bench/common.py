@@ -177,13 +177,18 @@ def db_url(base: str, dbname: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + dbname
 
 
-def recreate_db(base_url: str) -> str:
+def recreate_db(base_url: str, keep: bool = False) -> str:
+    """A fresh database for the run (``keep``: the existing one, when there is one)."""
     with psycopg.connect(base_url, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        c.execute(f"CREATE DATABASE {BENCH_DB}")
+        exists = c.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                           (BENCH_DB,)).fetchone()[0]
+        if exists and not keep:
+            c.execute(f"DROP DATABASE {BENCH_DB} WITH (FORCE)")
+        if not exists or not keep:
+            c.execute(f"CREATE DATABASE {BENCH_DB}")
     url = db_url(base_url, BENCH_DB)
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute("CREATE EXTENSION pgclip CASCADE")
+        c.execute("CREATE EXTENSION IF NOT EXISTS pgclip CASCADE")
     return url
 
 
@@ -192,6 +197,9 @@ def connect(url: str, model: str | None = None, **settings: str) -> psycopg.Conn
 
     conn = psycopg.connect(url, autocommit=True)
     register_vector(conn)
+    # JIT's LLVM and torch must not share a backend (pgclip refuses); JIT would also add its
+    # compile time to the exact scans.
+    conn.execute("SET jit = off")
     for name, value in {**(model_settings(model) if model else {}), **settings}.items():
         conn.execute("SELECT set_config(%s, %s, false)", (name, value))
     return conn

@@ -31,6 +31,8 @@ port = $PORT
 listen_addresses = 'localhost'
 unix_socket_directories = '$RUN'
 logging_collector = off
+# LLVM JIT loaded before torch crashes a backend; pgclip refuses with an error then (README).
+jit = off
 CONF
   fi
   if ! running; then

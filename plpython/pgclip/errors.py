@@ -81,3 +81,9 @@ class ChecksumMismatch(PgclipError):
     """A checkpoint file whose SHA-256 is not among the pinned digests."""
 
     sqlstate = "XX001"  # data_corrupted
+
+
+class JitConflict(PgclipError):
+    """PostgreSQL's LLVM JIT was loaded in this backend before torch."""
+
+    sqlstate = "55000"  # object_not_in_prerequisite_state

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgclip import checksums, registry
-from pgclip.errors import InvalidParameter, WeightsUnavailable
+from pgclip.errors import InvalidParameter, JitConflict, WeightsUnavailable
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 MAX_CACHED_MODELS = 2  # a switch and back stays cheap; more would hold GBs per backend
@@ -89,6 +89,8 @@ def _import_torch() -> Any:
     :func:`load_model` starts its clock, and is the largest part of a backend's cold start."""
     global _torch_imported, _torch_import_unreported
     if not _torch_imported:
+        if "torch" not in sys.modules:
+            _refuse_after_llvm_jit()
         if "torch" not in sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(
                 os.environ):
             # Before OpenMP starts: idle threads sleep instead of spinning. With the default
@@ -104,6 +106,28 @@ def _import_torch() -> Any:
     import torch
 
     return torch
+
+
+def _refuse_after_llvm_jit() -> None:
+    """PostgreSQL's JIT loads libLLVM into the backend when a query's cost passes
+    jit_above_cost (pgclip's functions are costly, so large scans do). Importing torch after
+    that crashes the backend (seen: SIGSEGV in free(); torch carries LLVM code of its own), which
+    restarts the whole cluster; the other order is safe. Refuse with an error instead."""
+    try:
+        with open("/proc/self/maps") as maps:
+            llvm = next((line.split()[-1] for line in maps
+                         if "libLLVM" in line or "llvmjit" in line), None)
+    except OSError:
+        return
+    if llvm:
+        raise JitConflict(
+            "PostgreSQL's JIT compiler (LLVM) is already loaded in this backend, and loading "
+            "torch after it would crash the server",
+            detail=f"loaded: {llvm}",
+            hint="Turn JIT off where pgclip runs: ALTER DATABASE <db> SET jit = off (or "
+            "ALTER ROLE, or SET jit = off in the session), or make pgclip's first call in a "
+            "session a cheap one such as SELECT clip_model_info().",
+        )
 
 
 def resolve_device(device: str | None) -> str:

