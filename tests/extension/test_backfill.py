@@ -56,8 +56,9 @@ def test_statement_timeout_stops_between_batches_and_work_is_kept(conn, new_conn
     t = time.monotonic()
     c.execute("CALL clip_backfill('bf_cancel', batch_size => 1, max_rows => 30)")
     per_row = (time.monotonic() - t) / 30
-    # A timeout at about a third of the time the remaining 570 rows need.
-    c.execute(f"SET statement_timeout = '{max(200, int(per_row * 570 * 1000 / 3))}ms'")
+    # A timeout at about a sixth of the time the remaining 570 rows need (timing varies a lot
+    # on a shared machine: a third was once not enough to stop it).
+    c.execute(f"SET statement_timeout = '{max(300, int(per_row * 570 * 1000 / 6))}ms'")
     with pytest.raises(psycopg.errors.QueryCanceled):
         c.execute("CALL clip_backfill('bf_cancel', batch_size => 1)")
     done = embedded(conn, "bf_cancel")
