@@ -16,13 +16,15 @@ def image_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
-def generated(n: int, seed: int, fmt: str = "PNG") -> list[tuple[shapes.ShapeSpec, bytes]]:
+def generated(n: int, seed: int, fmt: str = "PNG",
+              pixels: tuple[int, int] = (64, 128)) -> list[tuple[shapes.ShapeSpec, bytes]]:
     """``n`` random captioned shape images (deterministic for a seed)."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         spec = shapes.random_spec(rng)
-        out.append((spec, image_bytes(shapes.render(spec, rng, pixels=rng.randint(64, 128)), fmt)))
+        img = shapes.render(spec, rng, pixels=rng.randint(*pixels))
+        out.append((spec, image_bytes(img, fmt)))
     return out
 
 
