@@ -25,6 +25,7 @@ from pgclip.sql_api import (
     check_text,
     current_model,
     current_settings,
+    embed,
     ext_schema,
     fit_name,
     raise_error,
@@ -607,7 +608,7 @@ def remove(plpy: Any, relid: int, vector_column: str | None, drop_column: bool) 
 def _search(
     plpy: Any,
     col: Column,
-    qvec: np.ndarray,
+    qvec: str,  # the query vector's pgvector literal
     k: int,
     filter_sql: str | None,
     exclude_key: str | None,
@@ -645,7 +646,7 @@ def _search(
     if widened:
         plpy.execute(f"SELECT pg_catalog.set_config('hnsw.ef_search', '{int(k)}', true)")
     try:
-        rows = plpy.execute(plan, [embedding.to_vector_literal(qvec), k, exclude_key])
+        rows = plpy.execute(plan, [qvec, k, exclude_key])
     finally:
         if widened:
             plpy.execute(f"SELECT pg_catalog.set_config('hnsw.ef_search', '{int(ef)}', true)")
@@ -658,7 +659,8 @@ def search_text(
     with sql_errors(plpy):
         col = _registered(plpy, relid, vector_column)
         check_text(query, current_settings(plpy))
-        qvec = embedding.embed_texts(_column_model(plpy, col), [query])[0]
+        # Through the per-backend query cache: a repeated query text skips the text tower.
+        qvec = embed.cached_text_literal(_column_model(plpy, col).key, query)
         return _search(plpy, col, qvec, k, filter_sql, None)
 
 
@@ -668,7 +670,9 @@ def search_image(
     with sql_errors(plpy):
         col = _registered(plpy, relid, vector_column)
         img = images.decode_image(image, current_settings(plpy).image_limits)
-        qvec = embedding.embed_images(_column_model(plpy, col), [img])[0]
+        qvec = embedding.to_vector_literal(
+            embedding.embed_images(_column_model(plpy, col), [img])[0]
+        )
         return _search(plpy, col, qvec, k, filter_sql, None)
 
 
@@ -696,8 +700,7 @@ def search_similar(
                 f"row {col.key_column} = {row_key} of {col.table} has no vector yet",
                 hint="Run CALL clip_backfill(...) or check clip_errors.",
             )
-        qvec = np.array([float(x) for x in rows[0]["v"].strip("[]").split(",")], np.float32)
-        return _search(plpy, col, qvec, k, filter_sql, str(row_key))
+        return _search(plpy, col, rows[0]["v"], k, filter_sql, str(row_key))
 
 
 def backend_stats() -> dict[str, int]:
