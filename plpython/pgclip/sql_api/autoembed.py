@@ -118,7 +118,7 @@ def batch_size(plpy: Any) -> int:
     return value
 
 
-def _registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
+def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
     schema = ext_schema(plpy)
     plan = _plan(
         plpy,
@@ -307,7 +307,7 @@ def trigger(plpy: Any, TD: dict[str, Any]) -> None:
     if _writing:
         return None
     with sql_errors(plpy):
-        col = _registered(plpy, int(TD["relid"]), TD["args"][0])
+        col = registered(plpy, int(TD["relid"]), TD["args"][0])
         autoembed.counters.statements += 1
         q = plpy.quote_ident
         key, src, vec = q(col.key_column), q(col.source_column), q(col.vector_column)
@@ -468,7 +468,7 @@ def auto_embed(
                 f"EXECUTE FUNCTION {schema}.clip_embed_trigger({plpy.quote_literal(vector_column)})"
             )
         if backfill:
-            col = _registered(plpy, relid, vector_column)
+            col = registered(plpy, relid, vector_column)
             _backfill_in_transaction(plpy, col)
         if create_index:
             plpy.execute(
@@ -533,7 +533,7 @@ def backfill(
     """The clip_backfill procedure: commit after every batch, NOTICE progress."""
     with sql_errors(plpy):
         pin_search_path(plpy)
-        col = _registered(plpy, relid, vector_column)
+        col = registered(plpy, relid, vector_column)
         policy = autoembed.check_on_error(on_error) if on_error else col.on_error
         size = batch or batch_size(plpy)
         if size < 1:
@@ -583,7 +583,7 @@ def backfill(
 def remove(plpy: Any, relid: int, vector_column: str | None, drop_column: bool) -> None:
     q = plpy.quote_ident
     with sql_errors(plpy):
-        col = _registered(plpy, relid, vector_column)
+        col = registered(plpy, relid, vector_column)
         for event in ("INSERT", "UPDATE"):
             plpy.execute(
                 f"DROP TRIGGER IF EXISTS {q(trigger_name(col.vector_column, event))} ON {col.table}"
@@ -657,7 +657,7 @@ def search_text(
     plpy: Any, relid: int, query: str, k: int, vector_column: str | None, filter_sql: str | None
 ) -> list[tuple[str, float]]:
     with sql_errors(plpy):
-        col = _registered(plpy, relid, vector_column)
+        col = registered(plpy, relid, vector_column)
         check_text(query, current_settings(plpy))
         # Through the per-backend query cache: a repeated query text skips the text tower.
         qvec = embed.cached_text_literal(_column_model(plpy, col).key, query)
@@ -668,7 +668,7 @@ def search_image(
     plpy: Any, relid: int, image: bytes, k: int, vector_column: str | None, filter_sql: str | None
 ) -> list[tuple[str, float]]:
     with sql_errors(plpy):
-        col = _registered(plpy, relid, vector_column)
+        col = registered(plpy, relid, vector_column)
         img = images.decode_image(image, current_settings(plpy).image_limits)
         qvec = embedding.to_vector_literal(
             embedding.embed_images(_column_model(plpy, col), [img])[0]
@@ -680,7 +680,7 @@ def search_similar(
     plpy: Any, relid: int, row_key: Any, k: int, vector_column: str | None, filter_sql: str | None
 ) -> list[tuple[str, float]]:
     with sql_errors(plpy):
-        col = _registered(plpy, relid, vector_column)
+        col = registered(plpy, relid, vector_column)
         q = plpy.quote_ident
         plan = _plan(
             plpy,
