@@ -33,3 +33,4 @@ def test_no_exact_rows() -> None:
 def test_summarize() -> None:
     assert summarize([1.0, 0.5, 0.75]) == Recall(3, 0.75, 0.5)
     assert summarize([]) == Recall(0, None, None)
+    assert summarize([0.1] * 50).mean == 0.1
