@@ -103,6 +103,9 @@ def machine(conn: psycopg.Connection) -> dict[str, Any]:
             "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0],
         "pgclip": conn.execute(
             "SELECT extversion FROM pg_extension WHERE extname = 'pgclip'").fetchone()[0],
+        # Search latency at scale depends on whether the index fits in these.
+        "shared_buffers": conn.execute("SHOW shared_buffers").fetchone()[0],
+        "effective_cache_size": conn.execute("SHOW effective_cache_size").fetchone()[0],
         "load_average_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "cpu_steal_at_start": cpu_steal_fraction(),
     }

@@ -18,7 +18,7 @@ import psycopg
 from bench.common import VIT, connect, log, median, percentile, ratio
 
 DIM = 512
-EF_SEARCH = (40, 100, 200, 400)
+EF_SEARCH = (40, 100, 200, 300, 400)
 QUERIES = 200
 EXACT_QUERIES = 10
 
