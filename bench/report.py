@@ -251,10 +251,11 @@ def markdown(res: dict[str, Any]) -> str:
                      "`uniform`: random unit vectors (no neighbourhood structure: the worst "
                      "case for any approximate index). `subspace`: unit vectors near a random "
                      "32-d subspace (low intrinsic dimension, as real embeddings have). "
-                     f"Loaded by binary COPY in {_f(s.get('load_seconds_uniform'))} s. Exact "
-                     "scans (no index) of the uniform set by column storage:\n\n"
-                     + _table(["table", "heap MiB", "TOAST MiB", "exact p50 ms",
-                               "recall@10"], rows))
+                     + "".join(f"`{k}` loaded by binary COPY in {_f(s[f'load_seconds_{k}'])} s. "
+                               for k in ("uniform", "subspace") if f"load_seconds_{k}" in s)
+                     + ("Exact scans (no index) of the uniform set by column storage:\n\n"
+                        + _table(["table", "heap MiB", "TOAST MiB", "exact p50 ms",
+                                  "recall@10"], rows) if rows else "\n"))
         rows = []
         for label, h in s["hnsw"].items():
             for ef, r in h["ef_search"].items():
