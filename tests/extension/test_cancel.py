@@ -192,7 +192,9 @@ def test_bulk_insert_trigger_stops_within_one_batch(conn, new_conn, how) -> None
           f"{ran} of {ROWS // BATCH} model calls; one batch of {BATCH} takes {batch:.2f}s")
     assert latency <= batch + SLACK_S
     assert 0 < ran < ROWS // BATCH
-    assert ran <= (asked - r.started) / batch + 2  # the batches until the cancel, and one more
+    # The batches until the cancel, and one more; a batch may run up to twice as fast as
+    # measured when other load on a shared machine goes away.
+    assert ran <= (asked - r.started) / (batch / 2) + 2
     assert conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0] == 0
     c.execute("RESET statement_timeout")
     _same_backend(r)

@@ -4,6 +4,7 @@ extension/sql/idempotent/040-classify.sql) against a real cluster with the test 
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 import numpy as np
@@ -232,24 +233,43 @@ def test_vocabulary_change_then_retag(conn, ref, new_conn) -> None:
 
 
 def test_retag_commits_per_batch(conn, new_conn) -> None:
-    """Another session sees each batch's tags while the procedure is still running."""
+    """Another session sees each batch's tags while the procedure is still running: a third
+    session holds a lock on the last row, so the procedure stops in its last batch, and the
+    batches before it are committed and visible (no dependence on timing)."""
     fill_vocabulary(conn, "tg_commit")
     make_table(conn, "tg_commit", 60, seed=6)
     conn.execute("SELECT clip_tagging_enable('tg_commit', 'v', vocabulary => 'tg_commit', "
                  "retag => false)")
     assert conn.execute("SELECT count(tags) FROM tg_commit").fetchone()[0] == 0
-    observer = new_conn()
-    seen: list[int] = []
+    last = conn.execute("SELECT id FROM tg_commit ORDER BY ctid DESC LIMIT 1").fetchone()[0]
+    holder, worker = new_conn(), new_conn()
+    pid = worker.info.backend_pid
+    notices: list[str] = []
+    worker.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    failure: list[BaseException] = []
 
-    def on_notice(d: psycopg.errors.Diagnostic) -> None:
-        if "%" in (d.message_primary or ""):
-            seen.append(observer.execute("SELECT count(tags) FROM tg_commit").fetchone()[0])
+    def retag() -> None:
+        try:
+            worker.execute("CALL clip_retag('tg_commit', batch_size => 10)")
+        except BaseException as e:  # reported below
+            failure.append(e)
 
-    worker = new_conn()
-    worker.add_notice_handler(on_notice)
-    worker.execute("CALL clip_retag('tg_commit', batch_size => 10)")
-    assert seen == sorted(seen) and seen[-1] == 60
-    assert any(0 < n < 60 for n in seen)  # visible before the procedure returned
+    t = threading.Thread(target=retag)
+    with holder.transaction():
+        holder.execute("SELECT FROM tg_commit WHERE id = %s FOR UPDATE", (last,))
+        t.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and t.is_alive() and not conn.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                (pid,)).fetchone()[0]:
+            time.sleep(0.02)
+        assert t.is_alive(), failure  # waiting for the row lock, not finished
+        visible = conn.execute("SELECT count(tags) FROM tg_commit").fetchone()[0]
+        assert 0 < visible < 60
+    t.join(timeout=120)
+    assert not t.is_alive() and not failure, failure
+    assert conn.execute("SELECT count(tags) FROM tg_commit").fetchone()[0] == 60
+    assert sum("%" in n for n in notices) >= 2  # progress per committed batch
 
 
 def test_cosine_score_and_per_tag_threshold(conn, ref) -> None:
