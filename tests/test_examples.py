@@ -52,6 +52,9 @@ def test_photo_album_showcase_results(cluster, db, samples) -> None:
     assert not [ln for ln in dups if ln.count(".png") == 2]  # no distinct images paired
     browse = " ".join(_section(out.stdout, "Browse by tag"))
     assert "red_circle.png" in browse and "red_circle_resized.jpg" in browse
+    health = [ln.split("|") for ln in _section(out.stdout, "Index health") if "_idx" in ln]
+    assert [c.strip() for c in health[0]][0] == "album_photos_image_embedding_idx"
+    assert [c.strip() for c in health[0]][4:] == ["1", "1"]  # a small album: the index is exact
 
 
 def test_product_search_showcase_results(cluster, db, samples) -> None:

@@ -133,3 +133,7 @@ SELECT original, duplicates FROM album_duplicate_groups ORDER BY original;
 \echo '== clip_status'
 SELECT table_name, vector_column, model, total_rows, embedded_rows, pending_rows, failed_rows
   FROM clip_status WHERE table_name = 'album_photos'::regclass;
+
+\echo '== Index health: recall@10 of the HNSW index against exact search'
+SELECT index_name, queries, k, ef_search, recall, worst_query_recall
+  FROM clip_index_recall('album_photos', sample => 20);
