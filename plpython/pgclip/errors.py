@@ -83,13 +83,13 @@ class ChecksumMismatch(PgclipError):
     sqlstate = "XX001"  # data_corrupted
 
 
-class JitConflict(PgclipError):
+class NotInPrerequisiteState(PgclipError):
+    sqlstate = "55000"  # object_not_in_prerequisite_state
+
+
+class JitConflict(NotInPrerequisiteState):
     """PostgreSQL's LLVM JIT was loaded in this backend before torch."""
 
-    sqlstate = "55000"  # object_not_in_prerequisite_state
 
-
-class NoUsableIndex(PgclipError):
+class NoUsableIndex(NotInPrerequisiteState):
     """No index serves ORDER BY column <=> query on a column whose index is being checked."""
-
-    sqlstate = "55000"  # object_not_in_prerequisite_state

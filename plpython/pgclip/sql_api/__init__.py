@@ -71,6 +71,27 @@ def ext_schema(plpy: Any) -> str:
     return plpy.execute(_schema_plan)[0]["s"]
 
 
+_setting_plans: dict[str, Any] = {}
+
+
+def setting(plpy: Any, name: str) -> str | None:
+    """current_setting(name, missing_ok): NULL for a placeholder no module has defined."""
+    plan = _setting_plans.get("get")
+    if plan is None:
+        plan = _setting_plans["get"] = plpy.prepare(
+            "SELECT pg_catalog.current_setting($1, true) AS v", ["pg_catalog.text"])
+    return plpy.execute(plan, [name])[0]["v"]
+
+
+def set_local(plpy: Any, name: str, value: str) -> None:
+    """set_config(name, value, is_local): until the end of the current transaction."""
+    plan = _setting_plans.get("set")
+    if plan is None:
+        plan = _setting_plans["set"] = plpy.prepare(
+            "SELECT pg_catalog.set_config($1, $2, true)", ["pg_catalog.text", "pg_catalog.text"])
+    plpy.execute(plan, [name, value])
+
+
 def current_settings(plpy: Any) -> settings.Settings:
     """The session's pgclip.* settings, plus what the administrator allows in clip_config."""
     global _settings_plan

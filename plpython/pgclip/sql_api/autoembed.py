@@ -29,6 +29,8 @@ from pgclip.sql_api import (
     ext_schema,
     fit_name,
     raise_error,
+    set_local,
+    setting,
     sql_errors,
 )
 
@@ -641,15 +643,15 @@ def _search(
         ["text", "int8", "text"],
     )
     # hnsw.ef_search bounds how many rows an index scan returns; widen it for a large k.
-    ef = plpy.execute("SELECT pg_catalog.current_setting('hnsw.ef_search', true) AS ef")[0]["ef"]
+    ef = setting(plpy, "hnsw.ef_search")
     widened = ef is not None and k > int(ef)
     if widened:
-        plpy.execute(f"SELECT pg_catalog.set_config('hnsw.ef_search', '{int(k)}', true)")
+        set_local(plpy, "hnsw.ef_search", str(int(k)))
     try:
         rows = plpy.execute(plan, [qvec, k, exclude_key])
     finally:
         if widened:
-            plpy.execute(f"SELECT pg_catalog.set_config('hnsw.ef_search', '{int(ef)}', true)")
+            set_local(plpy, "hnsw.ef_search", ef)
     return [(r["row_key"], r["distance"]) for r in rows]
 
 

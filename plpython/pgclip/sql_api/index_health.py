@@ -14,25 +14,12 @@ from typing import Any
 
 from pgclip import index_health
 from pgclip.errors import InvalidParameter, NoUsableIndex
-from pgclip.sql_api import sql_errors
+from pgclip.sql_api import set_local, setting, sql_errors
 from pgclip.sql_api.autoembed import registered, relid
 
 MAX_SAMPLE = 10_000
 MAX_K = 1_000
 _INDEX_SCAN = re.compile(r"Index Scan using (\S+) on ")
-
-
-def _setting(plpy: Any, name: str) -> str | None:
-    return plpy.execute(
-        f"SELECT pg_catalog.current_setting({plpy.quote_literal(name)}, true) AS v"
-    )[0]["v"]
-
-
-def _set_local(plpy: Any, name: str, value: str) -> None:
-    plpy.execute(
-        f"SELECT pg_catalog.set_config({plpy.quote_literal(name)}, "
-        f"{plpy.quote_literal(value)}, true)"
-    )
 
 
 def index_recall(
@@ -76,11 +63,11 @@ def index_recall(
             "ORDER BY s.d LIMIT $2",
             ["text", "int8"],
         )
-        ef = _setting(plpy, "hnsw.ef_search")
-        seqscan = _setting(plpy, "enable_seqscan") or "on"
+        ef = setting(plpy, "hnsw.ef_search")
+        seqscan = setting(plpy, "enable_seqscan") or "on"
         index_name = None
         per_query: list[float] = []
-        _set_local(plpy, "enable_seqscan", "off")
+        set_local(plpy, "enable_seqscan", "off")
         try:
             if queries:
                 literal = plpy.quote_literal(queries[0])
@@ -102,7 +89,7 @@ def index_recall(
                 index_name = found.group(1)
             approx = [[r["d"] for r in plpy.execute(by_index, [v, k])] for v in queries]
         finally:
-            _set_local(plpy, "enable_seqscan", seqscan)
+            set_local(plpy, "enable_seqscan", seqscan)
         for v, got in zip(queries, approx, strict=True):
             want = [r["d"] for r in plpy.execute(exact, [v, k])]
             per_query.append(index_health.query_recall(want, got))
