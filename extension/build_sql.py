@@ -40,7 +40,10 @@ def site_packages(venv: Path) -> Path:
 
 
 # Incremental files each released version shipped (append when releasing).
-SHIPPED: dict[str, list[str]] = {"0.1.0": []}
+SHIPPED: dict[str, list[str]] = {
+    "0.1.0": [],
+    "0.2.0": ["010-auto-embed.sql", "020-config.sql", "040-tags.sql"],
+}
 
 
 def fill_prelude(text: str, version: str, venv: Path, package_dir: Path) -> str:

@@ -4,4 +4,4 @@ The extension's PL/Python functions import :mod:`pgclip.sql_api`; every other mo
 Python that can be used and tested without a database.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
