@@ -239,7 +239,7 @@ def backend_python(conn: psycopg.Connection, code: str) -> Any:
 
 def backend_stats(conn: psycopg.Connection) -> dict[str, Any]:
     return backend_python(
-        conn, "from pgclip.sql_api import embed\nresult = embed.backend_stats()")
+        conn, "from pgclip.sql_api import stats\nresult = stats.backend_stats()")
 
 
 def parse_smaps_rollup(text: str) -> dict[str, int]:

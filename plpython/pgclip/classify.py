@@ -12,7 +12,6 @@ seen before costs no model forward.
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from pgclip.errors import InvalidParameter
+from pgclip.vectors import unit
 
 PLACEHOLDER = "{}"
 # A short generic ensemble; pass your own for a domain (CLIP's ImageNet set has 80).
@@ -193,33 +193,6 @@ class LabelCache:
         while len(entry.matrices) > self.max_matrices:
             entry.matrices.popitem(last=False)
         return m
-
-
-def parse_vector(text: str, what: str = "vector") -> np.ndarray:
-    """pgvector's text form ``[1,2,3]`` to float32."""
-    body = text.strip()
-    if body.startswith("[") and body.endswith("]"):
-        body = body[1:-1]
-    try:
-        vec = np.array(body.split(","), dtype=np.float32) if body else np.zeros(0, np.float32)
-    except ValueError:
-        raise InvalidParameter(f"{what} is not a vector: {text[:60]!r}",
-                               hint="Pass a pgvector vector.") from None
-    return vec
-
-
-def unit(vec: np.ndarray, what: str = "vector") -> np.ndarray:
-    """``vec`` scaled to length 1 (float64).
-
-    Raises:
-        InvalidParameter: the zero vector, or one with NaN/infinite entries.
-    """
-    v = np.asarray(vec, dtype=np.float64)
-    norm = float(np.linalg.norm(v))
-    if not math.isfinite(norm) or norm == 0.0:
-        raise InvalidParameter(f"{what} has no direction (its length is {norm})",
-                               hint="Pass a non-zero vector with finite entries.")
-    return v / norm
 
 
 def check_dim(vec: np.ndarray, dim: int, what: str, model: str) -> None:

@@ -134,18 +134,3 @@ def _count(lm: LoadedModel, tower: str, n: int, seconds: float) -> None:
     stats.seconds += seconds
     # The first pass pays for lazy set-up (page faults on mapped weights, kernel selection).
     lm.timings.setdefault(f"first_{tower}_forward", seconds)
-
-
-_LITERAL_FORMATS: dict[int, str] = {}
-
-
-def to_vector_literal(vec: np.ndarray) -> str:
-    """pgvector's text form. Each float32 is printed as its exact double value (17 significant
-    digits round-trip any double), so it parses back to the same bits; one ``%`` formatting
-    of all elements costs less than a ``repr`` per element."""
-    values = vec.astype(np.float32).tolist()
-    fmt = _LITERAL_FORMATS.get(len(values))
-    if fmt is None:
-        fmt = "[" + ",".join(["%.17g"] * len(values)) + "]"
-        _LITERAL_FORMATS[len(values)] = fmt
-    return fmt % tuple(values)

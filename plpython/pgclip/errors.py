@@ -93,3 +93,9 @@ class JitConflict(NotInPrerequisiteState):
 
 class NoUsableIndex(NotInPrerequisiteState):
     """No index serves ORDER BY column <=> query on a column whose index is being checked."""
+
+
+class NotTagged(PgclipError):
+    """A table or column that clip_tagging_enable has not set up."""
+
+    sqlstate = "42704"  # undefined_object

@@ -10,8 +10,8 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from pgclip.classify import unit
 from pgclip.errors import InvalidParameter
+from pgclip.vectors import unit
 
 
 def fuse(vectors: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:

@@ -28,6 +28,8 @@ NAMES = (
     "checkpoint_sha256",
 )
 DEFAULT_MAX_TEXT_CHARS = 10_000
+DEFAULT_BATCH_SIZE = 32
+MAX_BATCH_SIZE = 4096
 # PostgreSQL's memory units (powers of 1024), accepted in pgclip.max_image_bytes.
 BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 
@@ -128,3 +130,24 @@ def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = (),
         # An administrator's pins (clip_config) win: a session may not loosen them.
         checkpoint_pins=checksums.parse_pins(admin_pins or raw.get("checkpoint_sha256")),
     )
+
+
+def parse_batch_size(raw: str | None) -> int:
+    """``pgclip.batch_size``: rows per model call in triggers and backfills.
+
+    Read only where rows are embedded (not in :func:`parse`), so that a bad value does not
+    stop queries that embed no rows.
+
+    Raises:
+        InvalidParameter: anything but an integer from 1 to :data:`MAX_BATCH_SIZE`.
+    """
+    try:
+        value = int(raw) if raw not in (None, "") else DEFAULT_BATCH_SIZE
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise InvalidParameter(
+            f'invalid pgclip.batch_size "{raw}"',
+            hint=f"Use an integer between 1 and {MAX_BATCH_SIZE} (default {DEFAULT_BATCH_SIZE}).",
+        )
+    return value

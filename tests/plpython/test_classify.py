@@ -122,17 +122,6 @@ def test_probabilities_and_ranking() -> None:
     assert [x for x, _ in classify.ranked(["a", "b"], np.array([0.5, 0.5]))] == ["a", "b"]
 
 
-def test_parse_vector_and_unit() -> None:
-    np.testing.assert_array_equal(classify.parse_vector("[1,2.5,-3e-2]"),
-                                  np.array([1, 2.5, -0.03], np.float32))
-    assert classify.parse_vector("[]").shape == (0,)
-    with pytest.raises(InvalidParameter):
-        classify.parse_vector("[1,x]")
-    with pytest.raises(InvalidParameter):
-        classify.unit(np.zeros(3))
-    assert np.linalg.norm(classify.unit(np.array([3.0, 4.0]))) == pytest.approx(1)
-
-
 def test_select_tags_threshold_top_k_and_per_tag_thresholds() -> None:
     names = ["a", "b", "c", "d"]
     scores = np.array([0.3, 0.05, 0.5, 0.15])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pgclip import embedding, loading, registry, shapes
+from pgclip import embedding, loading, registry, shapes, vectors
+from tests.plpython.test_vectors import parse_literal
 
 TEXTS = ["a red circle", "a photo of a large blue square on a black background.", "",
          "ünïcödé, emoji 🐘 and punctuation!?", "word " * 200]
@@ -74,36 +75,8 @@ def test_forward_passes_are_counted(lm: loading.LoadedModel) -> None:
     assert after["seconds"] > before["seconds"]
 
 
-SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 0.1, 1 / 3, 1e-45, -1.4e-45, 1.1754944e-38,
-                    3.4028235e38, -3.4028235e38, 0.9999999, 123456.789], dtype=np.float32)
-
-
-def _parse(literal: str) -> np.ndarray:
-    assert literal.startswith("[") and literal.endswith("]") and " " not in literal
-    return np.array([float(x) for x in literal[1:-1].split(",")], dtype=np.float64)
-
-
-@pytest.mark.parametrize("vec", [
-    SPECIAL,
-    np.random.default_rng(0).standard_normal(512).astype(np.float32),
-    np.random.default_rng(1).uniform(-1, 1, 64).astype(np.float32) / 7,
-    np.random.default_rng(2).standard_normal(64).astype(np.float64),  # cast to float32 first
-])
-def test_vector_literal_round_trips_float32_exactly(vec: np.ndarray) -> None:
-    literal = embedding.to_vector_literal(vec)
-    back = _parse(literal)
-    want = vec.astype(np.float32)
-    assert back.shape == want.shape
-    # Parsed as double and then rounded, and parsed straight to float32 (pgvector uses strtof):
-    # both give back the same bits.
-    assert back.astype(np.float32).tobytes() == want.tobytes()
-    assert np.array(literal[1:-1].split(","), dtype=np.float32).tobytes() == want.tobytes()
-    # Every element is float32's value exactly, not a longer float64 expansion of it.
-    np.testing.assert_array_equal(back, want.astype(np.float64))
-
-
 def test_vector_literal_of_an_embedding(lm: loading.LoadedModel) -> None:
     vec = embedding.embed_texts(lm, ["a green cross"])[0]
-    back = _parse(embedding.to_vector_literal(vec))
+    back = parse_literal(vectors.to_literal(vec))
     assert back.astype(np.float32).tobytes() == vec.tobytes()
     assert len(back) == 64

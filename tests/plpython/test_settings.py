@@ -123,3 +123,15 @@ def test_every_pillow_format_is_user_or_admin_only() -> None:
     user = [f for f in images.pillow_formats() if not images.is_admin_only(f)]
     assert set(user) == set(images.USER_FORMATS) & images.pillow_formats()
     assert {"EPS", "PSD", "FITS"} <= images.pillow_formats()
+
+
+@pytest.mark.parametrize("raw, want", [(None, 32), ("", 32), ("1", 1), ("4096", 4096)])
+def test_batch_size(raw: str | None, want: int) -> None:
+    assert settings.parse_batch_size(raw) == want
+
+
+@pytest.mark.parametrize("raw", ["0", "4097", "-3", "ten", "1.5"])
+def test_batch_size_rejects(raw: str) -> None:
+    with pytest.raises(InvalidParameter, match="pgclip.batch_size") as e:
+        settings.parse_batch_size(raw)
+    assert "between 1 and 4096" in (e.value.hint or "")

@@ -21,8 +21,8 @@ LANGUAGE plpython3u VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import autoembed
-return autoembed.auto_embed(plpy, autoembed.relid(plpy, tbl), source_column, modality, vector_column, create_index, backfill, on_error)
+from pgclip.sql_api import autoembed, catalog
+return autoembed.auto_embed(plpy, catalog.relid(plpy, tbl), source_column, modality, vector_column, create_index, backfill, on_error)
 $python$;
 COMMENT ON FUNCTION clip_auto_embed(regclass, name, text, name, boolean, boolean, text) IS
   'Add a vector column filled by triggers from an image (bytea) or text column, bound to the current pgclip.model; returns the vector column name';
@@ -34,8 +34,8 @@ LANGUAGE plpython3u VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import autoembed
-autoembed.remove(plpy, autoembed.relid(plpy, tbl), vector_column, drop_column)
+from pgclip.sql_api import autoembed, catalog
+autoembed.remove(plpy, catalog.relid(plpy, tbl), vector_column, drop_column)
 $python$;
 COMMENT ON FUNCTION clip_auto_embed_remove(regclass, name, boolean) IS
   'Stop auto-embedding a column: drop its triggers and registry entry (and the column if asked)';
@@ -48,8 +48,8 @@ CREATE OR REPLACE PROCEDURE clip_backfill(
 LANGUAGE plpython3u
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import autoembed
-autoembed.backfill(plpy, autoembed.relid(plpy, tbl), vector_column, batch_size, retry_failed, on_error, max_rows)
+from pgclip.sql_api import backfill, catalog
+backfill.backfill(plpy, catalog.relid(plpy, tbl), vector_column, batch_size, retry_failed, on_error, max_rows)
 $python$;
 COMMENT ON PROCEDURE clip_backfill(regclass, name, integer, boolean, text, bigint) IS
   'Embed rows whose vector is NULL, committing after each batch, with a NOTICE of progress per batch';
@@ -59,11 +59,11 @@ LANGUAGE plpython3u VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import autoembed
-import json; return json.dumps(autoembed.backend_stats())
+from pgclip.sql_api import stats
+import json; return json.dumps(stats.backend_stats())
 $python$;
 COMMENT ON FUNCTION clip_backend_stats() IS
-  'Counters of this backend: model calls, rows embedded and failed, trigger statements';
+  'Counters of this backend: model calls, rows embedded and failed, trigger statements, query cache, forward passes, models loaded';
 
 CREATE OR REPLACE FUNCTION clip_embedding_status(
     OUT table_name regclass, OUT vector_column name, OUT source_column name, OUT modality text,

@@ -11,8 +11,8 @@ LANGUAGE plpython3u STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import autoembed
-return autoembed.search_text(plpy, autoembed.relid(plpy, tbl), query, k, vector_column, filter)
+from pgclip.sql_api import catalog, search
+return search.search_text(plpy, catalog.relid(plpy, tbl), query, k, vector_column, filter)
 $python$;
 COMMENT ON FUNCTION clip_search_text(regclass, text, integer, name, text) IS
   'Top k rows of an auto-embedded column closest to a text (text->image or text->text)';
@@ -24,8 +24,8 @@ LANGUAGE plpython3u STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import autoembed
-return autoembed.search_image(plpy, autoembed.relid(plpy, tbl), image, k, vector_column, filter)
+from pgclip.sql_api import catalog, search
+return search.search_image(plpy, catalog.relid(plpy, tbl), image, k, vector_column, filter)
 $python$;
 COMMENT ON FUNCTION clip_search_image(regclass, bytea, integer, name, text) IS
   'Top k rows of an auto-embedded column closest to an image (image->image or image->text)';
@@ -37,8 +37,8 @@ LANGUAGE plpython3u STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import autoembed
-return autoembed.search_similar(plpy, autoembed.relid(plpy, tbl), key, k, vector_column, filter)
+from pgclip.sql_api import catalog, search
+return search.search_similar(plpy, catalog.relid(plpy, tbl), key, k, vector_column, filter)
 $python$;
 COMMENT ON FUNCTION clip_search_similar(regclass, bigint, integer, name, text) IS
   'Top k rows closest to an existing row (by primary key), excluding that row';
@@ -50,8 +50,8 @@ LANGUAGE plpython3u STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import autoembed
-return autoembed.search_similar(plpy, autoembed.relid(plpy, tbl), key, k, vector_column, filter)
+from pgclip.sql_api import catalog, search
+return search.search_similar(plpy, catalog.relid(plpy, tbl), key, k, vector_column, filter)
 $python$;
 COMMENT ON FUNCTION clip_search_similar(regclass, text, integer, name, text) IS
   'Top k rows closest to an existing row (by primary key), excluding that row';

@@ -43,8 +43,8 @@ LANGUAGE plpython3u STABLE PARALLEL RESTRICTED COST 1000
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import classify
-return classify.tags(plpy, image_vector, vocabulary, top_k, threshold, score, templates)
+from pgclip.sql_api import tagging
+return tagging.tags(plpy, image_vector, vocabulary, top_k, threshold, score, templates)
 $python$;
 COMMENT ON FUNCTION clip_tags(vector, text, integer, double precision, text, text[]) IS
   'Tags of a vocabulary whose score (probability or cosine) reaches the threshold, best first, at most top_k';
@@ -54,8 +54,8 @@ LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import classify
-return classify.tag_trigger(plpy, TD)
+from pgclip.sql_api import tagging
+return tagging.tag_trigger(plpy, TD)
 $python$;
 COMMENT ON FUNCTION clip_tags_trigger() IS
   'Row trigger installed by clip_tagging_enable(): tags a row from its vector, no model forward';
@@ -71,8 +71,8 @@ LANGUAGE plpython3u VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import classify
-return classify.enable_tagging(plpy, classify.relid(plpy, tbl), vector_column, tags_column, vocabulary, top_k, threshold, score, templates, create_index, retag)
+from pgclip.sql_api import catalog, tagging
+return tagging.enable_tagging(plpy, catalog.relid(plpy, tbl), vector_column, tags_column, vocabulary, top_k, threshold, score, templates, create_index, retag)
 $python$;
 COMMENT ON FUNCTION clip_tagging_enable(regclass, name, name, text, integer, double precision, text, text[], boolean, boolean) IS
   'Keep a text[] tags column (GIN-indexed) filled from a vector column on insert and update, with the current pgclip.model';
@@ -84,8 +84,8 @@ LANGUAGE plpython3u VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import classify
-classify.disable_tagging(plpy, classify.relid(plpy, tbl), tags_column, drop_column)
+from pgclip.sql_api import catalog, tagging
+tagging.disable_tagging(plpy, catalog.relid(plpy, tbl), tags_column, drop_column)
 $python$;
 COMMENT ON FUNCTION clip_tagging_disable(regclass, name, boolean) IS
   'Stop tagging a column: drop its triggers (and the column if asked)';
@@ -97,8 +97,8 @@ CREATE OR REPLACE PROCEDURE clip_retag(
 LANGUAGE plpython3u
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import classify
-classify.retag(plpy, tbl, tags_column, batch_size)
+from pgclip.sql_api import retag
+retag.retag(plpy, tbl, tags_column, batch_size)
 $python$;
 COMMENT ON PROCEDURE clip_retag(regclass, name, integer) IS
   'Re-tag every row after the vocabulary changed, committing per batch, with a NOTICE of progress per batch';
@@ -115,8 +115,8 @@ LANGUAGE plpython3u STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import classify
-return classify.calibration(plpy, classify.relid(plpy, sample), vector_column, labels_column, vocabulary, score, thresholds, top_k, templates)
+from pgclip.sql_api import catalog, tagging
+return tagging.calibration(plpy, catalog.relid(plpy, sample), vector_column, labels_column, vocabulary, score, thresholds, top_k, templates)
 $python$;
 COMMENT ON FUNCTION clip_tag_calibration(regclass, name, name, text, text, double precision[], integer, text[]) IS
   'For a labelled sample (vector and true tags per row): precision and recall per tag and threshold (tag NULL: all tags)';

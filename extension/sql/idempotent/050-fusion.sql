@@ -9,8 +9,8 @@ LANGUAGE plpython3u IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 #PGCLIP_PRELUDE
-from pgclip.sql_api import classify
-return classify.fuse(plpy, vectors, weights)
+from pgclip.sql_api import fusion
+return fusion.fuse(plpy, vectors, weights)
 $python$;
 COMMENT ON FUNCTION clip_fuse(vector[], double precision[]) IS
   'Renormalised weighted sum of vectors, each scaled to unit length first; weights may be negative (default: all 1)';

@@ -1,8 +1,9 @@
 """The SQL-facing layer: the only package that touches ``plpy`` or reads settings.
 
 Each PL/Python function body imports one module of this package and calls one function,
-passing ``plpy``; one module per concern (``embed``, ...). This ``__init__`` holds what they
-share: settings, the current model, and turning :class:`PgclipError` into SQL errors.
+passing ``plpy``; one module per concern (``embed``, ``search``, ``tagging``, ...), and
+:mod:`.catalog` for what they ask PostgreSQL. This ``__init__`` holds what they share:
+settings, the current model, and turning :class:`PgclipError` into SQL errors.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Any
 import pgclip
 from pgclip import loading, settings, texts
 from pgclip.errors import PgclipError
+from pgclip.sql_api import catalog
 
-_settings_plan: Any = None
-_schema_plan: Any = None
 _error_class: Any = None
 
 
@@ -58,54 +58,19 @@ def sql_errors(plpy: Any) -> Iterator[None]:
         raise_error(plpy, e.message, e.sqlstate, e.detail, e.hint)
 
 
-def ext_schema(plpy: Any) -> str:
-    """The quoted name of the schema pgclip is installed in (looked up each time: the
-    extension may be dropped and created elsewhere within one session)."""
-    global _schema_plan
-    if _schema_plan is None:
-        _schema_plan = plpy.prepare(
-            "SELECT pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e "
-            "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
-            "WHERE e.extname OPERATOR(pg_catalog.=) 'pgclip'"
-        )
-    return plpy.execute(_schema_plan)[0]["s"]
-
-
-_setting_plans: dict[str, Any] = {}
-
-
-def setting(plpy: Any, name: str) -> str | None:
-    """current_setting(name, missing_ok): NULL for a placeholder no module has defined."""
-    plan = _setting_plans.get("get")
-    if plan is None:
-        plan = _setting_plans["get"] = plpy.prepare(
-            "SELECT pg_catalog.current_setting($1, true) AS v", ["pg_catalog.text"])
-    return plpy.execute(plan, [name])[0]["v"]
-
-
-def set_local(plpy: Any, name: str, value: str) -> None:
-    """set_config(name, value, is_local): until the end of the current transaction."""
-    plan = _setting_plans.get("set")
-    if plan is None:
-        plan = _setting_plans["set"] = plpy.prepare(
-            "SELECT pg_catalog.set_config($1, $2, true)", ["pg_catalog.text", "pg_catalog.text"])
-    plpy.execute(plan, [name, value])
-
-
-def current_settings(plpy: Any) -> settings.Settings:
-    """The session's pgclip.* settings, plus what the administrator allows in clip_config."""
-    global _settings_plan
-    if _settings_plan is None:
-        cols = ", ".join(
-            f"pg_catalog.current_setting('pgclip.{n}', true) AS {n}" for n in settings.NAMES
-        )
-        admin = ", ".join(
-            f"(SELECT c.value FROM {ext_schema(plpy)}.clip_config c "
-            f"WHERE c.name OPERATOR(pg_catalog.=) '{name}') AS admin_{name}"
-            for name in ("admin_image_formats", "checkpoint_sha256")
-        )
-        _settings_plan = plpy.prepare(f"SELECT {cols}, {admin}")
-    row = plpy.execute(_settings_plan)[0]
+def current_settings(plpy: Any, schema: str | None = None) -> settings.Settings:
+    """The session's pgclip.* settings, plus what the administrator allows in clip_config
+    (in pgclip's ``schema``, if the caller has looked it up already)."""
+    schema = schema or catalog.extension_schema(plpy)
+    cols = ", ".join(
+        f"pg_catalog.current_setting('pgclip.{n}', true) AS {n}" for n in settings.NAMES
+    )
+    admin = ", ".join(
+        f"(SELECT c.value FROM {schema}.clip_config c "
+        f"WHERE c.name OPERATOR(pg_catalog.=) '{name}') AS admin_{name}"
+        for name in ("admin_image_formats", "checkpoint_sha256")
+    )
+    row = plpy.execute(catalog.plan(plpy, ("settings", schema), f"SELECT {cols}, {admin}"))[0]
     admin_formats = [
         f.strip() for f in (row["admin_admin_image_formats"] or "").split(",") if f.strip()
     ]

@@ -2,9 +2,9 @@
 
 ``clip_embed_text`` keeps a per-backend LRU cache of query embeddings keyed by (model key,
 text): a search that repeats a query text (``ORDER BY emb <=> clip_embed_text('...')``, once
-per statement) does not run the text tower again. :func:`cache_stats` and
-:func:`backend_stats` are plain functions (no ``plpy``) for tests and benchmarks, e.g. from a
-PL/Python ``DO`` block in the same backend.
+per statement) does not run the text tower again. :func:`cache_stats` is a
+plain function (no ``plpy``) for tests and benchmarks, e.g. from a PL/Python ``DO`` block in
+the same backend; :mod:`.stats` reports this cache with every other counter.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 import pgclip
-from pgclip import embedding, images, loading, registry
+from pgclip import embedding, images, loading, registry, vectors
 from pgclip.sql_api import check_text, current_model, current_settings, sql_errors
 
 QUERY_CACHE_ENTRIES = 1024
@@ -76,7 +76,7 @@ def cached_text_literal(key: loading.ModelKey, text: str) -> str:
     lm = loading.get_model(key)  # a dict lookup once loaded; checks pinned checkpoint digests
     literal = query_cache.get(key, text)
     if literal is None:
-        literal = embedding.to_vector_literal(embedding.embed_texts(lm, [text])[0])
+        literal = vectors.to_literal(embedding.embed_texts(lm, [text])[0])
         query_cache.put(key, text, literal)
     return literal
 
@@ -91,7 +91,7 @@ def image(plpy: Any, data: bytes) -> str:
         t0 = time.perf_counter()
         img = images.decode_image(data, s.image_limits)
         decode_seconds += time.perf_counter() - t0
-        return embedding.to_vector_literal(embedding.embed_images(current_model(s), [img])[0])
+        return vectors.to_literal(embedding.embed_images(current_model(s), [img])[0])
 
 
 def model_info(plpy: Any) -> dict[str, Any]:
@@ -125,22 +125,3 @@ def cache_stats() -> dict[str, int]:
 
 def clear_query_cache() -> None:
     query_cache.clear()
-
-
-def backend_stats() -> dict[str, Any]:
-    """What this backend holds: query cache, forward-pass counters, loaded models and how
-    each was loaded (path and seconds per step)."""
-    return {
-        "query_cache": query_cache.stats(),
-        "forward": embedding.forward_stats(),
-        "image_decode_seconds": decode_seconds,
-        "models": [
-            {"model": k.model, "pretrained": k.pretrained, "device": k.device,
-             "precision": k.precision, "load_path": lm.load_path,
-             "fallback_reason": lm.fallback_reason, "load_seconds": lm.load_seconds,
-             "timings": dict(lm.timings)}
-            for k, lm in ((k, loading.get_cached(k)) for k in loading.cached_keys())
-            if lm is not None
-        ],
-    }
-

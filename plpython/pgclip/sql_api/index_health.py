@@ -14,8 +14,8 @@ from typing import Any
 
 from pgclip import index_health
 from pgclip.errors import InvalidParameter, NoUsableIndex
-from pgclip.sql_api import set_local, setting, sql_errors
-from pgclip.sql_api.autoembed import registered, relid
+from pgclip.sql_api import catalog, sql_errors
+from pgclip.sql_api.columns import registered
 
 MAX_SAMPLE = 10_000
 MAX_K = 1_000
@@ -37,7 +37,7 @@ def index_recall(
             raise InvalidParameter(
                 f"k must be between 1 and {MAX_K}, got {k}", hint="Ask for e.g. 10 rows."
             )
-        col = registered(plpy, relid(plpy, table), vector_column)
+        col = registered(plpy, catalog.relid(plpy, table), vector_column)
         q = plpy.quote_ident
         vec = f"t.{q(col.vector_column)}"
         dist = f"{vec} OPERATOR({col.vector_schema}.<=>) $1::{col.vector_type}"
@@ -63,11 +63,11 @@ def index_recall(
             "ORDER BY s.d LIMIT $2",
             ["text", "int8"],
         )
-        ef = setting(plpy, "hnsw.ef_search")
-        seqscan = setting(plpy, "enable_seqscan") or "on"
+        ef = catalog.setting(plpy, "hnsw.ef_search")
+        seqscan = catalog.setting(plpy, "enable_seqscan") or "on"
         index_name = None
         per_query: list[float] = []
-        set_local(plpy, "enable_seqscan", "off")
+        catalog.set_local(plpy, "enable_seqscan", "off")
         try:
             if queries:
                 literal = plpy.quote_literal(queries[0])
@@ -89,7 +89,7 @@ def index_recall(
                 index_name = found.group(1)
             approx = [[r["d"] for r in plpy.execute(by_index, [v, k])] for v in queries]
         finally:
-            set_local(plpy, "enable_seqscan", seqscan)
+            catalog.set_local(plpy, "enable_seqscan", seqscan)
         for v, got in zip(queries, approx, strict=True):
             want = [r["d"] for r in plpy.execute(exact, [v, k])]
             per_query.append(index_health.query_recall(want, got))
