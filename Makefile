@@ -28,7 +28,7 @@ psql: start
 demo: start  ## sample images, text->image search
 	@$(PY) scripts/demo.py "$$(bash scripts/cluster.sh url)"
 
-test: install  ## the whole test suite against real PostgreSQL clusters the tests start
+test: lint install  ## lint, then the whole test suite against real PostgreSQL clusters the tests start
 	@bash scripts/test.sh $(PYTEST_ARGS)
 
 unit: setup  ## only the tests that need no PostgreSQL
@@ -43,6 +43,11 @@ fuzz: setup  ## atheris fuzzing of image decoding + preprocessing outside Postgr
 tiny-model: setup  ## retrain the committed test model (pgclip-tiny) from generated images
 	@cd plpython && $(PY) -m pgclip.train_tiny
 
+lint: setup  ## ruff (ruff.toml) and the release rules of extension/releases.toml
+	@$(VENV)/bin/ruff check --quiet plpython tests bench scripts fuzz extension
+	@$(PY) extension/build_sql.py --check
+	@echo "[lint] clean"
+
 clean:
 	@bash scripts/cluster.sh stop || true
-	@rm -rf .pgclip extension/pgclip--*.sql
+	@rm -rf .pgclip extension/pgclip--*.sql extension/pgclip.control extension/build.stamp

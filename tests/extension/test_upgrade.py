@@ -1,14 +1,21 @@
-"""Upgrade path equals fresh install; dump and restore keep auto-embedding working."""
+"""Upgrade from every released version equals a fresh install; dump and restore keep
+auto-embedding working."""
 
 from __future__ import annotations
 
 import subprocess
+import tomllib
+from pathlib import Path
 
 import psycopg
+import pytest
 
+import pgclip
 from tests.conftest import PG_BINDIR
 from tests.helpers import generated
 
+RELEASES = Path(__file__).resolve().parents[2] / "extension" / "releases.toml"
+RELEASED = [r["version"] for r in tomllib.loads(RELEASES.read_text())["release"]]
 CONTENTS = """
     SELECT pg_describe_object(d.classid, d.objid, 0) AS object,
            CASE WHEN d.classid = 'pg_proc'::regclass THEN
@@ -33,19 +40,19 @@ def snapshot(dsn: str) -> tuple:
         return tuple(c.execute(q).fetchall() for q in (CONTENTS, TABLES, POLICIES))
 
 
-def test_upgrade_from_0_1_0_equals_fresh_install(cluster, make_db) -> None:
+@pytest.mark.parametrize("old", RELEASED)
+def test_upgrade_equals_fresh_install(cluster, make_db, old: str) -> None:
     fresh = make_db("pgclip_fresh")
-    upgraded = cluster.dsn("pgclip_upgraded")
+    name = f"pgclip_upgraded_{old.replace('.', '_')}"
+    upgraded = cluster.dsn(name)
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
-        c.execute("DROP DATABASE IF EXISTS pgclip_upgraded")
-        c.execute("CREATE DATABASE pgclip_upgraded")
+        c.execute(f"DROP DATABASE IF EXISTS {name}")
+        c.execute(f"CREATE DATABASE {name}")
     with psycopg.connect(upgraded, autocommit=True) as c:
-        c.execute("CREATE EXTENSION pgclip VERSION '0.1.0' CASCADE")
+        c.execute(f"CREATE EXTENSION pgclip VERSION '{old}' CASCADE")
         c.execute("ALTER EXTENSION pgclip UPDATE")
-        assert (
-            c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgclip'").fetchone()[0]
-            != "0.1.0"
-        )
+        version = "SELECT extversion FROM pg_extension WHERE extname = 'pgclip'"
+        assert c.execute(version).fetchone()[0] == pgclip.__version__
     a, b = snapshot(fresh), snapshot(upgraded)
     assert a[0] and a == b
 
