@@ -1,7 +1,7 @@
 # pgclip: `make demo` and `make test` set up everything they need (see README).
 SHELL := /bin/bash
 PG_CONFIG ?= pg_config
-VENV ?= $(CURDIR)/.venv
+VENV ?= $(or $(PGCLIP_VENV),$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 MAKEFLAGS += --no-print-directory

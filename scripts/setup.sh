@@ -71,15 +71,6 @@ fi
   || "$VENV/bin/pip" install --disable-pip-version-check --no-deps --no-build-isolation -e plpython
 log "venv ready: $("$VENV/bin/python" -c 'import torch, open_clip; print("torch", torch.__version__, "open_clip", open_clip.__version__)')"
 
-# 4. The postgres OS user must reach the checkout (it imports the package and venv from here).
-if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
-  d=$ROOT
-  while [ "$d" != / ]; do
-    if ! runuser -u postgres -- test -x "$d"; then
-      log "granting the postgres user traverse permission on $d (ACL)"; setfacl -m u:postgres:x "$d"
-    fi
-    d=$(dirname "$d")
-  done
-  runuser -u postgres -- test -r "$ROOT/plpython/pgclip/__init__.py" \
-    || { log "the postgres user cannot read $ROOT/plpython: fix permissions (umask 022 clone)"; exit 1; }
-fi
+# 4. The postgres OS user imports the package and the venv from here: it must list and read
+#    them and traverse every folder above them (run as root; a no-op otherwise).
+bash scripts/grant_postgres_access.sh "$ROOT" "$VENV"

@@ -8,6 +8,12 @@ args=("$@"); [ ${#args[@]} -gt 0 ] || args=(tests)
 cmd=(env PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} PATH="$(pg_config --bindir):$PATH" HOME=/tmp
      "$VENV/bin/python" -m pytest -p no:cacheprovider "${args[@]}")
 if [ "$(id -u)" = 0 ]; then
-  exec runuser -u postgres -- "${cmd[@]}"
+  # tests/scripts/test_grant_postgres_access.py checks, as postgres, clones in a private folder
+  # that only root can set up: set them up here (under a second) and remove them afterwards.
+  clones=$(bash tests/scripts/private_clones.sh "$VENV")
+  trap 'rm -rf "$clones"' EXIT
+  rc=0
+  runuser -u postgres -- env PGCLIP_PRIVATE_CLONES="$clones" "${cmd[@]}" || rc=$?
+  exit $rc
 fi
 exec "${cmd[@]}"
