@@ -27,10 +27,12 @@ SELECT f, pg_read_binary_file(:'samples' || '/' || f)
  WHERE f LIKE '%.png' OR f LIKE '%.jpg'
  ORDER BY f;
 
-\echo '== Text -> image: plain SQL, one query, served by the HNSW index'
-SELECT file_name, round((image_embedding <=> clip_embed_text('a photo of a red circle'))::numeric, 3) AS distance
+\echo '== Text -> image: plain SQL, one query, the text embedded once'
+-- The query vector in a scalar subquery: embedded once, handed to the index scan (README, Search).
+WITH q AS (SELECT clip_embed_text('a photo of a red circle') AS v)
+SELECT file_name, round((image_embedding <=> (SELECT v FROM q))::numeric, 3) AS distance
   FROM album_photos
- ORDER BY image_embedding <=> clip_embed_text('a photo of a red circle')
+ ORDER BY image_embedding <=> (SELECT v FROM q)
  LIMIT 5;
 
 \echo '== Text -> image with clip_search_text'

@@ -29,9 +29,11 @@ SELECT 'SKU-' || upper(split_part(f, '.', 1)),
  WHERE f LIKE '%.png';
 
 \echo '== Search by text (text -> product photo)'
-SELECT sku, title, round((image_embedding <=> clip_embed_text('an orange circle'))::numeric, 3) AS distance
+-- The query vector in a scalar subquery: embedded once, handed to the index scan (README, Search).
+WITH q AS (SELECT clip_embed_text('an orange circle') AS v)
+SELECT sku, title, round((image_embedding <=> (SELECT v FROM q))::numeric, 3) AS distance
   FROM products
- ORDER BY image_embedding <=> clip_embed_text('an orange circle')
+ ORDER BY image_embedding <=> (SELECT v FROM q)
  LIMIT 3;
 
 \echo '== Search by a photo the shopper uploads (image -> product photo)'
@@ -66,7 +68,8 @@ SELECT p.sku, p.title, round(f.score::numeric, 4) AS score
          ARRAY(SELECT sku FROM products, websearch_to_tsquery('english', 'circle sticker') q
                 WHERE title_tsv @@ q ORDER BY ts_rank_cd(title_tsv, q) DESC, sku LIMIT 50),
          ARRAY(SELECT sku FROM products
-                ORDER BY image_embedding <=> clip_embed_text('a photo of a yellow circle.') LIMIT 50),
+                ORDER BY image_embedding <=> (SELECT clip_embed_text('a photo of a yellow circle.'))
+                LIMIT 50),
          k => 60, weight_a => 1.0, weight_b => 2.0) AS f
   JOIN products p ON p.sku = f.id
  ORDER BY f.score DESC
@@ -75,11 +78,11 @@ SELECT p.sku, p.title, round(f.score::numeric, 4) AS score
 \echo '== Image + text modifier: like SKU-RED_SQUARE, but blue'
 SELECT sku, title
   FROM products
- ORDER BY image_embedding <=> clip_fuse(
+ ORDER BY image_embedding <=> (SELECT clip_fuse(
             ARRAY[(SELECT image_embedding FROM products WHERE sku = 'SKU-RED_SQUARE'),
                   clip_embed_text('a photo of a red object.'),
                   clip_embed_text('a photo of a blue object.')],
-            ARRAY[1, -1, 1])
+            ARRAY[1, -1, 1]))
  LIMIT 3;
 
 \echo '== One query over both fields: image 0.7, title 0.3'

@@ -1,6 +1,11 @@
--- Embedding functions. STABLE (not VOLATILE) so that the planner evaluates
--- clip_embed_text('...') once and can use an HNSW index for ORDER BY ... <=> ...;
--- not IMMUTABLE because the result depends on the pgclip.model setting.
+-- Embedding functions. STABLE, not VOLATILE, so that an HNSW index scan can order by
+-- v <=> clip_embed_text('...'); not IMMUTABLE because the result depends on the pgclip.model
+-- setting. STABLE does not mean once per query: a bare call in ORDER BY runs for the scan and
+-- again for every row returned. (SELECT clip_embed_text('...')) runs once (an InitPlan) and
+-- reaches the index scan as a parameter: the form README.md shows, tested in
+-- tests/extension/test_search_forms.py.
+-- COST 10000 (a model run): the planner evaluates a call in a select list after ORDER BY and
+-- LIMIT, not for every row sorted. It cannot change the plan of the subquery form.
 -- PARALLEL RESTRICTED: a parallel worker would load its own copy of the model.
 
 CREATE OR REPLACE FUNCTION clip_embed_text(input text) RETURNS vector
