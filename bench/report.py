@@ -269,7 +269,7 @@ def markdown(res: dict[str, Any]) -> str:
                                "p95 ms", "recall@10"], rows))
         if "text_query_cache" in s:
             tq = s["text_query_cache"]
-            parts.append(f"\n`ORDER BY emb <=> clip_embed_text('...') LIMIT 10` ({VIT}): "
+            parts.append(f"\n`ORDER BY emb <=> (SELECT clip_embed_text('...')) LIMIT 10` ({VIT}): "
                          f"first {_f(tq['first_ms_p50'])} ms, same text again "
                          f"{_f(tq['repeated_ms_p50'])} ms (query cache).\n")
     return "".join(parts)

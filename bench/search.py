@@ -211,7 +211,7 @@ def _text_queries(url: str, table: str) -> dict[str, Any]:
     tower, the same text again comes from the backend's query cache."""
     conn = connect(url, VIT)
     conn.execute("SELECT clip_embed_text('warm-up')")
-    sql = (f"SELECT id FROM {table} ORDER BY emb <=> clip_embed_text(%s)::vector({DIM}) "
+    sql = (f"SELECT id FROM {table} ORDER BY emb <=> (SELECT clip_embed_text(%s))::vector({DIM}) "
            "LIMIT 10")
     first, again = [], []
     for i in range(10):

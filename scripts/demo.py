@@ -63,9 +63,10 @@ def main(url: str) -> None:
         print(f"loaded {len(samples)} generated images into demo_photos\n")
         for q in QUERIES:
             rows = conn.execute(
-                "SELECT caption, round((embedding <=> clip_embed_text(%s))::numeric, 3) "
-                "FROM demo_photos ORDER BY embedding <=> clip_embed_text(%s) LIMIT 3",
-                (q, q),
+                "SELECT caption, round(d::numeric, 3) FROM (SELECT caption, "
+                "embedding <=> (SELECT clip_embed_text(%s)) AS d FROM demo_photos "
+                "ORDER BY d LIMIT 3) s",
+                (q,),
             ).fetchall()
             print(f"text -> image: {q!r}")
             for rank, (caption, dist) in enumerate(rows, 1):
@@ -78,7 +79,7 @@ def main(url: str) -> None:
         )
     print(
         "\nTry it yourself: make psql, then\n  SELECT caption FROM demo_photos "
-        "ORDER BY embedding <=> clip_embed_text('a small orange circle') LIMIT 5;"
+        "ORDER BY embedding <=> (SELECT clip_embed_text('a small orange circle')) LIMIT 5;"
     )
 
 

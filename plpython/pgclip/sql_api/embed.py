@@ -1,8 +1,9 @@
 """SQL entry points of extension/sql/idempotent/010-embed.sql.
 
 ``clip_embed_text`` keeps a per-backend LRU cache of query embeddings keyed by (model key,
-text): a search that repeats a query text (``ORDER BY emb <=> clip_embed_text('...')``, once
-per statement) does not run the text tower again. :func:`cache_stats` is a
+text): a search that repeats a query text (``ORDER BY emb <=> (SELECT clip_embed_text('...'))``
+in every statement, or a bare call that runs once per returned row) does not run the text tower
+again. :func:`cache_stats` is a
 plain function (no ``plpy``) for tests and benchmarks, e.g. from a PL/Python ``DO`` block in
 the same backend; :mod:`.stats` reports this cache with every other counter.
 """
