@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's first line, for messages that must stay one line."""
+    return str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+
+
 class PgclipError(Exception):
     """Base class; ``sql_api`` turns it into ``ERROR`` with these fields."""
 
