@@ -1,10 +1,14 @@
-"""Small helpers shared by the SQL-level tests: generated images as file bytes."""
+"""Small helpers shared by the SQL-level tests: generated images as file bytes, and the plans
+of the statements a query runs."""
 
 from __future__ import annotations
 
 import io
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import psycopg
 from PIL import Image
 
 from pgclip import shapes
@@ -30,3 +34,25 @@ def generated(n: int, seed: int, fmt: str = "PNG",
 
 def decoded(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+@contextmanager
+def explained(conn: psycopg.Connection, *settings: str) -> Iterator[list[str]]:
+    """Within one transaction (with ``SET LOCAL`` of ``settings``), collect the EXPLAIN output
+    of every statement run, the statements inside functions too (auto_explain, as notices)."""
+    notices: list[str] = []
+
+    def on_notice(d: psycopg.errors.Diagnostic) -> None:
+        notices.append(d.message_primary or "")
+
+    conn.add_notice_handler(on_notice)
+    try:
+        with conn.transaction():
+            conn.execute("LOAD 'auto_explain'")
+            for setting in ("auto_explain.log_min_duration = 0",
+                            "auto_explain.log_nested_statements = on",
+                            "auto_explain.log_level = notice", *settings):
+                conn.execute(f"SET LOCAL {setting}")
+            yield notices
+    finally:
+        conn.remove_notice_handler(on_notice)

@@ -10,28 +10,14 @@ import psycopg
 import pytest
 
 from pgclip import fusion, shapes
-from tests.helpers import image_bytes
+from tests.helpers import explained, image_bytes
 
 
 def nested_plans(conn: psycopg.Connection, sql: str, params: tuple = ()) -> str:
     """EXPLAIN output of every statement ``sql`` runs, functions' dynamic SQL included."""
-    notices: list[str] = []
-
-    def on_notice(d: psycopg.errors.Diagnostic) -> None:
-        notices.append(d.message_primary or "")
-
-    conn.add_notice_handler(on_notice)
-    try:
-        with conn.transaction():
-            conn.execute("LOAD 'auto_explain'")
-            for setting in ("auto_explain.log_min_duration = 0",
-                            "auto_explain.log_nested_statements = on",
-                            "auto_explain.log_level = notice", "enable_seqscan = off"):
-                conn.execute(f"SET LOCAL {setting}")
-            conn.execute(sql, params).fetchall()
-    finally:
-        conn.remove_notice_handler(on_notice)
-    return "\n".join(notices)
+    with explained(conn, "enable_seqscan = off") as plans:
+        conn.execute(sql, params).fetchall()
+    return "\n".join(plans)
 
 
 def vec(conn: psycopg.Connection, text: str) -> np.ndarray:

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from pgclip import shapes
-from tests.helpers import generated
+from tests.helpers import explained, generated
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COUNTED = ("clip_embed_text", "clip_embed_image", "clip_search_text", "clip_search_fields")
@@ -195,27 +195,12 @@ def run(conn: psycopg.Connection, sql: str, image: bytes) -> tuple[dict[str, int
     """Calls of the embedding and search functions one run of ``sql`` made, and the plans of
     the statements it ran (functions' own queries included)."""
     params = (image,) if "$1" in sql else None
-    notices: list[str] = []
-
-    def on_notice(d: psycopg.errors.Diagnostic) -> None:
-        notices.append(d.message_primary or "")
-
-    conn.add_notice_handler(on_notice)
-    try:
-        with conn.transaction():
-            conn.execute("SET LOCAL track_functions = 'pl'")
-            conn.execute("LOAD 'auto_explain'")
-            for setting in ("auto_explain.log_min_duration = 0",
-                            "auto_explain.log_nested_statements = on",
-                            "auto_explain.log_level = notice"):
-                conn.execute(f"SET LOCAL {setting}")
-            before = _calls(conn)
-            conn.execute(sql.replace("$1", "%s") if params else sql, params).fetchall()
-            after = _calls(conn)
-    finally:
-        conn.remove_notice_handler(on_notice)
+    with explained(conn, "track_functions = 'pl'") as plans:
+        before = _calls(conn)
+        conn.execute(sql.replace("$1", "%s") if params else sql, params).fetchall()
+        after = _calls(conn)
     calls = {f: after.get(f, 0) - before.get(f, 0) for f in COUNTED}
-    return {f: n for f, n in calls.items() if n}, "\n".join(notices)
+    return {f: n for f, n in calls.items() if n}, "\n".join(plans)
 
 
 def _flat(text: str) -> str:
