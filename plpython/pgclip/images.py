@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,18 @@ def _describe(data: bytes) -> str:
     return f"{len(data)} bytes, starting {data[:8].hex(' ') or '(nothing)'}"
 
 
+@dataclass
+class DecodeStats:
+    """Per-process counters of :func:`decode_image` (failed calls too); clip_backend_stats()
+    shows them."""
+
+    images: int = 0
+    seconds: float = 0.0
+
+
+stats = DecodeStats()
+
+
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
     """Decode ``data`` (a whole image file) to an RGB image.
 
@@ -82,6 +95,15 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
         FormatNotAllowed: a recognised format outside ``limits.formats`` (0A000).
         ImageOutOfMemory: the decoder could not allocate the image (53200).
     """
+    t0 = time.perf_counter()
+    try:
+        return _decode_checked(data, limits)
+    finally:
+        stats.images += 1
+        stats.seconds += time.perf_counter() - t0
+
+
+def _decode_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     if len(data) == 0:
         raise InvalidImage(
             "image is empty (0 bytes)",

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pgclip
-from pgclip import loading, settings, texts
+from pgclip import loading, registry, settings, texts
 from pgclip.errors import PgclipError
 from pgclip.sql_api import catalog
 
@@ -89,6 +89,15 @@ def fit_name(head: str, tail: str) -> str:
 
 def current_model(s: settings.Settings) -> loading.LoadedModel:
     return loading.get_model(loading.model_key(s.model, s.pretrained, s.device, s.precision))
+
+
+def bound_model(model: str, pretrained: str, s: settings.Settings) -> loading.LoadedModel:
+    """The model a column or tagging was set up with (they record the tag it resolved to);
+    device and precision follow the session. A recorded default tag is keyed as the session's
+    empty pgclip.pretrained is, so that one backend loads the model (and caches queries) once."""
+    if pretrained == registry.DEFAULT_TAGS.get(model):
+        pretrained = ""
+    return loading.get_model(loading.model_key(model, pretrained, s.device, s.precision))
 
 
 def check_text(text: str, s: settings.Settings) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from pgclip import autoembed, loading, settings, vectors
 from pgclip.errors import InvalidParameter, NotRegistered, PgclipError
-from pgclip.sql_api import catalog, current_settings, raise_error
+from pgclip.sql_api import bound_model, catalog, current_settings, raise_error
 
 _writing = 0  # >0 while this backend writes vectors: our own UPDATEs must not re-trigger
 
@@ -96,7 +96,7 @@ def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
 def column_model(plpy: Any, col: Column) -> loading.LoadedModel:
     """The model bound to the column (device and precision follow the session)."""
     s = current_settings(plpy)
-    lm = loading.get_model(loading.model_key(col.model, col.pretrained, s.device, s.precision))
+    lm = bound_model(col.model, col.pretrained, s)
     if lm.embed_dim != col.embedding_dim:
         raise InvalidParameter(
             f"model {col.model} gives {lm.embed_dim}-d vectors but {col.table}.{col.vector_column} "

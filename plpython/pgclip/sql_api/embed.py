@@ -10,7 +10,6 @@ the same backend; :mod:`.stats` reports this cache with every other counter.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -82,16 +81,10 @@ def cached_text_literal(key: loading.ModelKey, text: str) -> str:
     return literal
 
 
-decode_seconds = 0.0  # time clip_embed_image spent decoding, for the benchmark's accounting
-
-
 def image(plpy: Any, data: bytes) -> str:
-    global decode_seconds
     with sql_errors(plpy):
         s = current_settings(plpy)
-        t0 = time.perf_counter()
         img = images.decode_image(data, s.image_limits)
-        decode_seconds += time.perf_counter() - t0
         return vectors.to_literal(embedding.embed_images(current_model(s), [img])[0])
 
 

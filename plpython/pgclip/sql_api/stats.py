@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgclip import autoembed, embedding, loading
+from pgclip import autoembed, embedding, images, loading
 from pgclip.sql_api import embed
 
 
 def backend_stats() -> dict[str, Any]:
     """Rows embedded by triggers and backfills (model calls, rows embedded and failed, trigger
-    statements), the query cache, forward passes of both towers, image decoding time, and the
+    statements), the query cache, forward passes of both towers, images decoded and the time it
+    took (every caller: functions, triggers, backfills), and the
     models loaded, with how each was loaded (path and seconds per step)."""
     c = autoembed.counters
     return {
@@ -24,7 +25,8 @@ def backend_stats() -> dict[str, Any]:
         "trigger_statements": c.statements,
         "query_cache": embed.query_cache.stats(),
         "forward": embedding.forward_stats(),
-        "image_decode_seconds": embed.decode_seconds,
+        "images_decoded": images.stats.images,
+        "image_decode_seconds": images.stats.seconds,
         "models": [
             {"model": k.model, "pretrained": k.pretrained, "device": k.device,
              "precision": k.precision, "load_path": lm.load_path,

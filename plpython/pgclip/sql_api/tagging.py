@@ -25,6 +25,7 @@ import numpy as np
 from pgclip import classify, loading, registry, settings, vectors
 from pgclip.errors import InvalidParameter, NotTagged, WrongType
 from pgclip.sql_api import (
+    bound_model,
     catalog,
     check_text,
     current_model,
@@ -122,7 +123,7 @@ _taggings: dict[tuple[str, ...], Tagging] = {}
 
 def tagging_model(t: Tagging, s: settings.Settings) -> loading.LoadedModel:
     """The model the tagging was set up with (device and precision follow the session)."""
-    return loading.get_model(loading.model_key(t.model, t.pretrained, s.device, s.precision))
+    return bound_model(t.model, t.pretrained, s)
 
 
 def _thresholds(v: _Vocabulary, default: float) -> np.ndarray:
