@@ -17,7 +17,8 @@ def test_every_counter_in_one_document(new_conn) -> None:
     c.execute("SELECT clip_auto_embed('st_pics', 'image', 'image')")
     before = stats(c)
     assert set(before) >= {"model_calls", "rows_embedded", "rows_failed", "trigger_statements",
-                           "query_cache", "forward", "images_decoded", "image_decode_seconds", "models"}
+                           "query_cache", "forward", "images_decoded", "image_decode_seconds",
+                           "models"}
     rows = generated(3, seed=91)
     c.execute("INSERT INTO st_pics VALUES (1, %s), (2, %s), (3, %s)", [b for _, b in rows])
     c.execute("SELECT clip_embed_text('a counted query')")
