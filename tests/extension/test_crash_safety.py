@@ -349,7 +349,10 @@ def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> No
             rebuilt = c.execute(f"SELECT recall FROM clip_index_recall('{table}', sample => 20)"
                                 ).fetchone()[0]
         print(f"index recall@10 after the churn and VACUUM {churned:.3f}, after REINDEX {rebuilt}")
-        assert rebuilt == 1.0
+        # A floor, not 1.0: one HNSW pass may miss a row even in a fresh graph (these 760 rows
+        # hold many near-identical vectors; a CI run measured 0.98 after REINDEX). Exact
+        # agreement is checked next, with an iterative scan that goes on until every row.
+        assert rebuilt >= 0.95
         assert_index_matches_seqscan(c, table)
     assert statements[0] > 8
     assert not [line for line in crash_cluster.log_text()[log_start:].splitlines()
