@@ -93,9 +93,8 @@ def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
     )
 
 
-def column_model(plpy: Any, col: Column) -> loading.LoadedModel:
-    """The model bound to the column (device and precision follow the session)."""
-    s = current_settings(plpy)
+def column_model(col: Column, s: settings.Settings) -> loading.LoadedModel:
+    """The model bound to the column (device and precision follow the session's ``s``)."""
     lm = bound_model(col.model, col.pretrained, s)
     if lm.embed_dim != col.embedding_dim:
         raise InvalidParameter(
@@ -193,7 +192,7 @@ def embed_rows(
     if not rows:
         return 0, 0
     s = current_settings(plpy)
-    lm = column_model(plpy, col)
+    lm = column_model(col, s)
     keys = [r["k"] for r in rows]
     res = autoembed.embed_batch(lm, col.modality, [r["s"] for r in rows], s, len(rows))
     if res.errors and on_error == "raise":

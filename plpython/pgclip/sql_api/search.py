@@ -102,9 +102,10 @@ def search_text(
     with sql_errors(plpy):
         col = columns.registered(plpy, relid, vector_column)
         check_k(k)
-        check_text(query, current_settings(plpy))
+        s = current_settings(plpy)
+        check_text(query, s)
         # Through the per-backend query cache: a repeated query text skips the text tower.
-        qvec = embed.cached_text_literal(columns.column_model(plpy, col).key, query)
+        qvec = embed.cached_text_literal(columns.column_model(col, s).key, query)
         return _search(plpy, col, qvec, k, filter_sql, None)
 
 
@@ -114,8 +115,9 @@ def search_image(
     with sql_errors(plpy):
         col = columns.registered(plpy, relid, vector_column)
         check_k(k)
-        img = images.decode_image(image, current_settings(plpy).image_limits)
-        qvec = vectors.to_literal(embedding.embed_images(columns.column_model(plpy, col), [img])[0])
+        s = current_settings(plpy)
+        img = images.decode_image(image, s.image_limits)
+        qvec = vectors.to_literal(embedding.embed_images(columns.column_model(col, s), [img])[0])
         return _search(plpy, col, qvec, k, filter_sql, None)
 
 
