@@ -104,3 +104,9 @@ class NotTagged(PgclipError):
     """A table or column that clip_tagging_enable has not set up."""
 
     sqlstate = "42704"  # undefined_object
+
+
+class ReadOnlyStandby(PgclipError):
+    """A function that writes, called on a hot standby (``pg_is_in_recovery()``)."""
+
+    sqlstate = "25006"  # read_only_sql_transaction

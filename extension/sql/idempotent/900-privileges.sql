@@ -33,7 +33,8 @@ BEGIN
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %I', fn, role_name);
     END LOOP;
     EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.clip_columns, '
-                              '%I.clip_errors TO %I', ext_schema, ext_schema, role_name);
+                              '%I.clip_errors, %I.clip_queue TO %I',
+                              ext_schema, ext_schema, ext_schema, role_name);
     EXECUTE pg_catalog.format('GRANT SELECT ON %I.clip_status, %I.clip_config, '
                               '%I.clip_tag_vocabulary, %I.clip_tag_vocabulary_version TO %I',
                               ext_schema, ext_schema, ext_schema, ext_schema, role_name);

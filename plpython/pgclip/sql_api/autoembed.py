@@ -19,7 +19,11 @@ from pgclip.sql_api import (
     current_model,
     current_settings,
     fit_name,
+    partitions,
+    queue,
+    row_keys,
     sql_errors,
+    standby,
 )
 
 TRANSITION_NEW = "pgclip_new"
@@ -27,24 +31,29 @@ TRANSITION_OLD = "pgclip_old"
 
 
 def trigger(plpy: Any, TD: dict[str, Any]) -> None:
-    """AFTER INSERT / AFTER UPDATE statement trigger over the transition tables."""
+    """AFTER INSERT / AFTER UPDATE statement trigger over the transition tables, on a table or
+    on one of its partitions (rows written straight into a partition fire only its triggers)."""
     if columns.writing():
         return None
     with sql_errors(plpy):
-        col = columns.registered(plpy, int(TD["relid"]), TD["args"][0])
+        col = columns.from_trigger(plpy, int(TD["relid"]), list(TD["args"]))
         autoembed.counters.statements += 1
+        if col.mode == "async":
+            queue.on_statement(plpy, col, TD["event"], TRANSITION_NEW, TRANSITION_OLD)
+            return None
         q = plpy.quote_ident
-        key, src, vec = q(col.key_column), q(col.source_column), q(col.vector_column)
+        src, vec = q(col.source_column), q(col.vector_column)
+        key = row_keys.key_text(plpy, col, "n")
         if TD["event"] == "INSERT":
             query = (
-                f"SELECT n.{key}::pg_catalog.text AS k, n.{src} AS s FROM {TRANSITION_NEW} n "
+                f"SELECT {key} AS k, n.{src} AS s FROM {TRANSITION_NEW} n "
                 f"WHERE n.{vec} IS NULL AND n.{src} IS NOT NULL"
             )
         else:  # UPDATE: only rows whose source changed (or whose key did)
             query = (
-                f"SELECT n.{key}::pg_catalog.text AS k, n.{src} AS s FROM {TRANSITION_NEW} n "
-                f"LEFT JOIN {TRANSITION_OLD} o ON o.{key} OPERATOR(pg_catalog.=) n.{key} "
-                f"WHERE o.{key} IS NULL OR n.{src} IS DISTINCT FROM o.{src}"
+                f"SELECT {key} AS k, n.{src} AS s FROM {TRANSITION_NEW} n "
+                f"LEFT JOIN {TRANSITION_OLD} o ON {row_keys.same_key(plpy, col, 'o', 'n')} "
+                f"WHERE o.{q(col.key_column)} IS NULL OR n.{src} IS DISTINCT FROM o.{src}"
             )
         size = columns.batch_size(plpy)
         clear = TD["event"] == "UPDATE" and columns.has_errors(plpy, col)
@@ -57,7 +66,7 @@ def trigger(plpy: Any, TD: dict[str, Any]) -> None:
     return None
 
 
-def _primary_key(plpy: Any, relid: int, table: str) -> tuple[str, str]:
+def _primary_key(plpy: Any, relid: int, table: str) -> list[str]:
     plan = catalog.plan(
         plpy,
         "primary_key",
@@ -69,26 +78,41 @@ def _primary_key(plpy: Any, relid: int, table: str) -> tuple[str, str]:
                           AND o.oprright OPERATOR(pg_catalog.=) a.atttypid
                           AND o.oprnamespace OPERATOR(pg_catalog.=)
                               'pg_catalog'::pg_catalog.regnamespace) AS has_eq
-          FROM pg_catalog.pg_index i
-          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
-               AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey)
-         WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisprimary""",
+          FROM pg_catalog.pg_index i,
+               pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(attnum, n)
+          JOIN pg_catalog.pg_attribute a ON a.attnum OPERATOR(pg_catalog.=) u.attnum
+         WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisprimary
+           AND a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+         ORDER BY u.n""",
         ["pg_catalog.int8"],
     )
     rows = plpy.execute(plan, [relid])
-    if len(rows) != 1:
+    if not rows:
         raise UnsupportedTable(
-            f"table {table} needs a single-column primary key for auto-embedding"
-            + (f" (it has {len(rows)} key columns)" if rows else ""),
+            f"table {table} needs a primary key for auto-embedding",
             hint="Add one, e.g. ALTER TABLE ... ADD COLUMN id bigint GENERATED ALWAYS AS "
             "IDENTITY PRIMARY KEY.",
         )
-    if not rows[0]["has_eq"]:
-        raise UnsupportedTable(
-            f"primary key type {rows[0]['type']} of {table} is not supported",
-            hint="Use an integer, text or uuid primary key.",
+    for r in rows:
+        if not r["has_eq"]:
+            raise UnsupportedTable(
+                f"primary key type {r['type']} of {table} is not supported",
+                hint="Use integer, text, uuid, date or timestamp key columns.",
+            )
+    return [r["attname"] for r in rows]
+
+
+VECTOR_TYPES = ("vector", "halfvec")
+
+
+def check_vector_type(vector_type: str) -> str:
+    t = (vector_type or "").strip().lower()
+    if t not in VECTOR_TYPES:
+        raise InvalidParameter(
+            f'invalid vector_type "{vector_type}"',
+            hint="Use 'vector' (4 bytes a dimension) or 'halfvec' (2 bytes, half the index).",
         )
-    return rows[0]["attname"], rows[0]["type"]
+    return t
 
 
 def auto_embed(
@@ -100,12 +124,18 @@ def auto_embed(
     create_index: bool,
     backfill_rows: bool,
     on_error: str,
+    mode: str,
+    vector_type: str,
 ) -> str:
-    """Set up a table: vector column, triggers, registry row, backfill, HNSW index."""
+    """Set up a table: vector column, triggers (on every partition too), registry row, backfill
+    (sync mode) or queue (async mode), HNSW index."""
     q = plpy.quote_ident
     with sql_errors(plpy):
+        standby.require_primary(plpy, "clip_auto_embed")
         modality = autoembed.check_modality(modality)
         on_error = autoembed.check_on_error(on_error)
+        mode = queue.check_mode(mode)
+        vtype = check_vector_type(vector_type)
         table = catalog.table_name(plpy, relid)
         src = catalog.column(plpy, relid, source_column)
         if src is None:
@@ -122,7 +152,7 @@ def auto_embed(
                 f"{modality} embedding needs {want}",
                 hint="Use modality 'image' for bytea and 'text' for text columns.",
             )
-        key_column, _ = _primary_key(plpy, relid, table)
+        key_columns = _primary_key(plpy, relid, table)
         lm = current_model(current_settings(plpy))
         tag = lm.key.pretrained or registry.DEFAULT_TAGS.get(lm.key.model, "")
         vector_column = vector_column or fit_name(source_column, "_embedding")
@@ -131,62 +161,87 @@ def auto_embed(
         if existing is None:
             plpy.execute(
                 f"ALTER TABLE {table} ADD COLUMN {q(vector_column)} "
-                f"{vschema}.vector({lm.embed_dim})"
+                f"{vschema}.{vtype}({lm.embed_dim})"
             )
             # A vector(512) is 2,056 bytes, over the TOAST threshold: out of line, every exact
             # distance detoasts it (5x slower scans, bench case search). MAIN keeps it in the
             # row and moves the image or text out first.
             plpy.execute(f"ALTER TABLE {table} ALTER COLUMN {q(vector_column)} SET STORAGE MAIN")
-        elif existing["typname"] != "vector" or existing["typmod"] != lm.embed_dim:
+        elif existing["typname"] != vtype or existing["typmod"] != lm.embed_dim:
             raise WrongType(
                 f'column "{vector_column}" of {table} exists as {existing["type"]}, '
-                f"not vector({lm.embed_dim})",
-                hint="Pass another vector_column name, or drop that column.",
+                f"not {vtype}({lm.embed_dim})",
+                hint="Pass another vector_column name (or vector_type), or drop that column.",
             )
         schema = catalog.extension_schema(plpy)
         plpy.execute(
             plpy.prepare(
                 f"INSERT INTO {schema}.clip_columns (table_oid, vector_column, source_column, "
-                "modality, key_column, model, pretrained, embedding_dim, on_error) "
-                "VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "modality, key_column, model, pretrained, embedding_dim, on_error, mode, "
+                "key_columns) VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, "
+                "$6, $7, $8, $9, $10, $11)",
                 ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.name", "pg_catalog.text",
                  "pg_catalog.name", "pg_catalog.text", "pg_catalog.text", "pg_catalog.int4",
-                 "pg_catalog.text"],
+                 "pg_catalog.text", "pg_catalog.text", "pg_catalog.name[]"],
             ),
-            [relid, vector_column, source_column, modality, key_column, lm.key.model, tag,
-             lm.embed_dim, on_error],
+            [relid, vector_column, source_column, modality, key_columns[0], lm.key.model, tag,
+             lm.embed_dim, on_error, mode, key_columns],
         )
-        for event, ref in (
-            ("INSERT", f"NEW TABLE AS {TRANSITION_NEW}"),
-            ("UPDATE", f"OLD TABLE AS {TRANSITION_OLD} NEW TABLE AS {TRANSITION_NEW}"),
-        ):
-            plpy.execute(
-                f"CREATE TRIGGER {q(trigger_name(vector_column, event))} AFTER {event} ON {table} "
-                f"REFERENCING {ref} FOR EACH STATEMENT "
-                f"EXECUTE FUNCTION {schema}.clip_embed_trigger({plpy.quote_literal(vector_column)})"
-            )
-        if backfill_rows:
-            backfill.in_transaction(plpy, columns.registered(plpy, relid, vector_column))
+        col = columns.registered(plpy, relid, vector_column)
+        partitions.install_triggers(plpy, col)
+        if mode == "async":
+            queue.enqueue_pending(plpy, col)
+        elif backfill_rows:
+            backfill.in_transaction(plpy, col)
         if create_index:
             plpy.execute(
                 f"CREATE INDEX ON {table} USING hnsw "
-                f"({q(vector_column)} {vschema}.vector_cosine_ops)"
+                f"({q(vector_column)} {vschema}.{vtype}_cosine_ops)"
             )
         return vector_column
 
 
-def trigger_name(vector_column: str, event: str) -> str:
-    return fit_name(f"pgclip_{vector_column}", "_ins" if event == "INSERT" else "_upd")
+def set_mode(plpy: Any, relid: int, mode: str, vector_column: str | None) -> None:
+    """clip_auto_embed_mode: switch a column between sync and async, keeping every row: to
+    async, rows still without a vector are queued; to sync, queued rows stay queued for
+    clip_worker or clip_backfill (new writes are embedded by their statements again)."""
+    with sql_errors(plpy):
+        standby.require_primary(plpy, "clip_auto_embed_mode")
+        mode = queue.check_mode(mode)
+        col = columns.registered(plpy, relid, vector_column)
+        if col.mode == mode:
+            return
+        schema = catalog.extension_schema(plpy)
+        plpy.execute(
+            plpy.prepare(
+                f"UPDATE {schema}.clip_columns SET mode = $3 WHERE table_oid "
+                "OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
+                "AND vector_column OPERATOR(pg_catalog.=) $2",
+                ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.text"],
+            ),
+            [relid, col.vector_column, mode],
+        )
+        col = columns.registered(plpy, relid, col.vector_column)
+        partitions.drop_triggers(plpy, col)
+        partitions.install_triggers(plpy, col)
+        catalog.forget_plans()
+        if mode == "async":
+            queue.enqueue_pending(plpy, col)
+        else:
+            left = queue.backlog(plpy, col)
+            if left:
+                plpy.notice(
+                    f"pgclip: {left} rows of {col.table}.{col.vector_column} are still queued; "
+                    f"CALL clip_backfill('{col.table}') or clip_worker() embeds them"
+                )
 
 
 def remove(plpy: Any, relid: int, vector_column: str | None, drop_column: bool) -> None:
     q = plpy.quote_ident
     with sql_errors(plpy):
+        standby.require_primary(plpy, "clip_auto_embed_remove")
         col = columns.registered(plpy, relid, vector_column)
-        for event in ("INSERT", "UPDATE"):
-            plpy.execute(
-                f"DROP TRIGGER IF EXISTS {q(trigger_name(col.vector_column, event))} ON {col.table}"
-            )
+        partitions.drop_triggers(plpy, col)
         plpy.execute(
             plpy.prepare(
                 f"DELETE FROM {catalog.extension_schema(plpy)}.clip_columns WHERE table_oid "

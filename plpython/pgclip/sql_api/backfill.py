@@ -1,8 +1,11 @@
 """SQL entry point of the ``clip_backfill`` procedure (extension/sql/idempotent/020-auto-embed.sql),
 and the backfill that ``clip_auto_embed`` runs inside the caller's transaction.
 
-Rows are taken in key order, a batch at a time, so that a stopped backfill resumes where it
-was: rows with a vector are not pending any more.
+Each batch claims pending rows with ``FOR NO KEY UPDATE SKIP LOCKED`` in key order and commits
+their vectors before the next, so several sessions can backfill one column at once, each row
+embedded once: rows another session holds are skipped, and rows it committed are no longer
+pending. A session walks the key order once, then sweeps from the start again for rows that
+were locked when it passed (by a writer, or by a session that was then stopped).
 """
 
 from __future__ import annotations
@@ -12,19 +15,23 @@ from typing import Any
 
 from pgclip import autoembed
 from pgclip.errors import InvalidParameter
-from pgclip.sql_api import catalog, columns, sql_errors
+from pgclip.sql_api import catalog, columns, queue, row_keys, sql_errors, standby
 
-_BATCH_TYPES = ["pg_catalog.text", "pg_catalog.int8", "pg_catalog.name", "pg_catalog.int4"]
+# $1 last key text (NULL: from the start), $2 table oid, $3 vector column, $4 limit,
+# $5 when this run started (a retried row that failed again in this run is not retried twice)
+_BATCH_TYPES = ["pg_catalog.text", "pg_catalog.int8", "pg_catalog.name", "pg_catalog.int4",
+                "pg_catalog.timestamptz"]
 
 
-def _skip_failed(plpy: Any, col: columns.Column, oid: str, name: str) -> str:
-    """A predicate that leaves out rows logged in clip_errors (parameters ``oid``, ``name``)."""
+def _skip_failed(plpy: Any, col: columns.Column, retry_failed: bool) -> str:
+    """A predicate that leaves out rows logged in clip_errors (when retrying: those logged
+    again during this run)."""
     return (
         f" AND NOT EXISTS (SELECT 1 FROM {catalog.extension_schema(plpy)}.clip_errors e "
-        f"WHERE e.table_oid OPERATOR(pg_catalog.=) {oid}::pg_catalog.oid "
-        f"AND e.vector_column OPERATOR(pg_catalog.=) {name} "
-        f"AND e.row_key OPERATOR(pg_catalog.=) t.{plpy.quote_ident(col.key_column)}"
-        "::pg_catalog.text)"
+        "WHERE e.table_oid OPERATOR(pg_catalog.=) $2::pg_catalog.oid "
+        "AND e.vector_column OPERATOR(pg_catalog.=) $3 "
+        f"AND e.row_key OPERATOR(pg_catalog.=) {row_keys.key_text(plpy, col, 't')}"
+        + (" AND e.failed_at OPERATOR(pg_catalog.>=) $5)" if retry_failed else ")")
     )
 
 
@@ -33,30 +40,32 @@ def _count_query(plpy: Any, col: columns.Column, retry_failed: bool) -> str:
     return (
         f"SELECT pg_catalog.count(*) AS n FROM {col.table} t "
         f"WHERE t.{q(col.vector_column)} IS NULL AND t.{q(col.source_column)} IS NOT NULL"
-        + ("" if retry_failed else _skip_failed(plpy, col, "$1", "$2"))
+        + ("" if retry_failed else _skip_failed(plpy, col, False))
     )
 
 
-def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool) -> str:
-    """Pending rows after key $1 (NULL: from the start), at most $4; $2, $3: the column."""
+def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool, lock: bool) -> str:
+    """Pending rows after key $1 (NULL: from the start), at most $4, in key order; ``lock``:
+    claimed FOR NO KEY UPDATE, skipping rows other sessions hold."""
     q = plpy.quote_ident
-    key, src, vec = q(col.key_column), q(col.source_column), q(col.vector_column)
+    src, vec = q(col.source_column), q(col.vector_column)
     return (
-        f"SELECT t.{key}::pg_catalog.text AS k, t.{src} AS s FROM {col.table} t "
+        f"SELECT {row_keys.key_text(plpy, col, 't')} AS k, t.{src} AS s FROM {col.table} t "
         f"WHERE t.{vec} IS NULL AND t.{src} IS NOT NULL "
-        f"AND ($1::pg_catalog.text IS NULL OR t.{key} OPERATOR(pg_catalog.>) $1::{col.key_type})"
-        + ("" if retry_failed else _skip_failed(plpy, col, "$2", "$3"))
-        + f" ORDER BY t.{key} LIMIT $4"
+        f"AND ($1::pg_catalog.text IS NULL OR {row_keys.key_after(plpy, col, 't', '$1')})"
+        + _skip_failed(plpy, col, retry_failed)
+        + f" ORDER BY {row_keys.key_order(plpy, col, 't')} LIMIT $4"
+        + (" FOR NO KEY UPDATE OF t SKIP LOCKED" if lock else "")
     )
 
 
 def in_transaction(plpy: Any, col: columns.Column) -> None:
     """clip_auto_embed(backfill => true): embed existing rows inside the caller's transaction."""
     size = columns.batch_size(plpy)
-    plan = plpy.prepare(_batch_query(plpy, col, True), _BATCH_TYPES)
+    plan = plpy.prepare(_batch_query(plpy, col, True, lock=False), _BATCH_TYPES)
     last = None
     while True:
-        rows = plpy.execute(plan, [last, col.table_oid, col.vector_column, size])
+        rows = plpy.execute(plan, [last, col.table_oid, col.vector_column, size, "infinity"])
         if not rows:
             return
         columns.embed_rows(plpy, col, list(rows), col.on_error, clear=False)
@@ -72,49 +81,54 @@ def backfill(
     on_error: str | None,
     max_rows: int | None,
 ) -> None:
-    """The clip_backfill procedure: commit after every batch, NOTICE progress."""
+    """The clip_backfill procedure: claim a batch, embed, commit; NOTICE progress."""
     with sql_errors(plpy):
+        standby.require_primary(plpy, "clip_backfill")
         catalog.pin_search_path(plpy)
         col = columns.registered(plpy, relid, vector_column)
         policy = autoembed.check_on_error(on_error) if on_error else col.on_error
         size = batch or columns.batch_size(plpy)
         if size < 1:
             raise InvalidParameter(f"batch_size must be positive, got {size}", hint="Use e.g. 32.")
-        count_types = [] if retry_failed else ["pg_catalog.int8", "pg_catalog.name"]
-        count_args = [] if retry_failed else [col.table_oid, col.vector_column]
-        total = plpy.execute(
-            plpy.prepare(_count_query(plpy, col, retry_failed), count_types), count_args
-        )[0]["n"]
+        run_start = plpy.execute("SELECT pg_catalog.now()::pg_catalog.text AS t")[0]["t"]
+        params = [None, col.table_oid, col.vector_column, 0, run_start]
+        count = plpy.prepare(_count_query(plpy, col, retry_failed), _BATCH_TYPES)
+        total = plpy.execute(count, params)[0]["n"]
         if max_rows is not None:
             total = min(total, max_rows)
         plpy.notice(
             f"clip_backfill {col.table}.{col.vector_column}: {total} rows to embed "
             f"in batches of {size}"
         )
-        query = _batch_query(plpy, col, retry_failed)
-        done = failed = 0
-        last = None
-        start = time.monotonic()
-    while total and done + failed < total:
+        query = _batch_query(plpy, col, retry_failed, lock=True)
+    done = failed = 0
+    last = None
+    swept = False  # walked from the start once more after the end
+    start = time.monotonic()
+    while total and (max_rows is None or done + failed < max_rows):
         with sql_errors(plpy):
             catalog.pin_search_path(plpy)
-            take = min(size, total - done - failed)
+            take = size if max_rows is None else min(size, max_rows - done - failed)
             plan = plpy.prepare(query, _BATCH_TYPES)
-            rows = plpy.execute(plan, [last, col.table_oid, col.vector_column, take])
+            rows = plpy.execute(plan, [last, col.table_oid, col.vector_column, take, run_start])
             if not rows:
-                break
+                if last is None or swept:
+                    break
+                last, swept = None, True  # rows locked when we passed them: once more
+                continue
             ok, bad = columns.embed_rows(plpy, col, list(rows), policy, clear=retry_failed)
+            queue.take_out(plpy, col, [r["k"] for r in rows])
             last = rows[len(rows) - 1]["k"]
             done += ok
-            failed += bad
+            failed += len(bad)
         plpy.commit()  # keep the work done so far if we are stopped later
         elapsed = time.monotonic() - start
         rate = (done + failed) / elapsed if elapsed > 0 else 0.0
-        eta = (total - done - failed) / rate if rate > 0 else 0.0
+        left = max(total - done - failed, 0)
         plpy.notice(
-            f"clip_backfill {col.table}.{col.vector_column}: {done + failed}/{total} "
-            f"({100 * (done + failed) / total:.0f}%), {failed} failed, "
-            f"{rate:.1f} rows/s, ETA {eta:.0f}s"
+            f"clip_backfill {col.table}.{col.vector_column}: {done + failed} rows by this "
+            f"session, {failed} failed, {rate:.1f} rows/s, about {left} of {total} left"
+            + (f", ETA {left / rate:.0f}s" if rate > 0 else "")
         )
     if total:
         plpy.notice(

@@ -10,14 +10,16 @@ text, which PostgreSQL quotes) and passes values as parameters of prepared plans
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from pgclip import autoembed, loading, settings, vectors
 from pgclip.errors import InvalidParameter, NotRegistered, PgclipError
-from pgclip.sql_api import bound_model, catalog, current_settings, raise_error
+from pgclip.sql_api import bound_model, catalog, current_settings, raise_error, row_keys
 
 _writing = 0  # >0 while this backend writes vectors: our own UPDATEs must not re-trigger
 
@@ -26,19 +28,74 @@ _writing = 0  # >0 while this backend writes vectors: our own UPDATEs must not r
 class Column:
     """One auto-embedded column, with everything needed to build its statements."""
 
-    table_oid: int
-    table: str  # regclass text: qualified and quoted as needed
+    table_oid: int  # the registered table (a partitioned table's root)
+    table: str  # regclass text of the relation statements run on: qualified and quoted
     vector_column: str
     source_column: str
     modality: str
-    key_column: str
-    key_type: str  # format_type, schema-qualified
-    vector_type: str  # e.g. public.vector(512)
+    key_columns: tuple[str, ...]  # the primary key, in index order
+    key_types: tuple[str, ...]  # format_type of each, schema-qualified
+    vector_type: str  # e.g. public.vector(512) or public.halfvec(512)
     vector_schema: str
     model: str
     pretrained: str
     embedding_dim: int
     on_error: str
+    mode: str = "sync"  # 'sync' or 'async'
+
+    @property
+    def key_column(self) -> str:
+        """The key's first column (the whole key when it has one column)."""
+        return self.key_columns[0]
+
+    @property
+    def key_type(self) -> str:
+        return self.key_types[0]
+
+    @property
+    def is_halfvec(self) -> bool:
+        return self.vector_type.split(".")[-1].startswith("halfvec")
+
+
+# What a column's statements need to know about the relation they run on (a registered table,
+# or one of its partitions): its primary key, the vector column's type, the partition root.
+_RELATION = """
+    SELECT $1::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text AS table_name,
+           COALESCE(pg_catalog.pg_partition_root($1::pg_catalog.oid)::pg_catalog.oid,
+                    $1::pg_catalog.oid)::pg_catalog.int8 AS root,
+           ARRAY(SELECT a.attname FROM pg_catalog.pg_index i,
+                        pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(attnum, n)
+                   JOIN pg_catalog.pg_attribute a ON a.attnum OPERATOR(pg_catalog.=) u.attnum
+                  WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisprimary
+                    AND a.attrelid OPERATOR(pg_catalog.=) i.indrelid ORDER BY u.n) AS keys,
+           ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_index i,
+                        pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(attnum, n)
+                   JOIN pg_catalog.pg_attribute a ON a.attnum OPERATOR(pg_catalog.=) u.attnum
+                  WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisprimary
+                    AND a.attrelid OPERATOR(pg_catalog.=) i.indrelid ORDER BY u.n) AS key_types,
+           (SELECT pg_catalog.format_type(v.atttypid, v.atttypmod)
+              FROM pg_catalog.pg_attribute v
+             WHERE v.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+               AND v.attname OPERATOR(pg_catalog.=) $2 AND NOT v.attisdropped) AS vector_type,
+           (SELECT v.atttypmod FROM pg_catalog.pg_attribute v
+             WHERE v.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+               AND v.attname OPERATOR(pg_catalog.=) $2 AND NOT v.attisdropped) AS dim,
+           (SELECT pg_catalog.quote_ident(tn.nspname) FROM pg_catalog.pg_attribute v
+              JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) v.atttypid
+              JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
+             WHERE v.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+               AND v.attname OPERATOR(pg_catalog.=) $2 AND NOT v.attisdropped) AS vector_schema"""
+
+
+def _relation(plpy: Any, relid: int, vector_column: str) -> dict[str, Any]:
+    plan = catalog.plan(plpy, "relation", _RELATION, ["pg_catalog.int8", "pg_catalog.name"])
+    r = dict(plpy.execute(plan, [relid, vector_column])[0])
+    if not r["keys"] or r["vector_type"] is None:
+        raise NotRegistered(
+            f'{r["table_name"]} has no primary key or no column "{vector_column}"',
+            hint="Its auto-embedding is broken: run clip_auto_embed_remove() and set it up again.",
+        )
+    return r
 
 
 def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
@@ -53,19 +110,9 @@ def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
         plpy,
         ("registered", schema),
         f"""
-        SELECT c.table_oid::pg_catalog.oid::pg_catalog.int8 AS table_oid,
-               c.table_oid::pg_catalog.text AS table_name, c.vector_column, c.source_column,
-               c.modality, c.key_column, c.model, c.pretrained, c.embedding_dim, c.on_error,
-               pg_catalog.format_type(k.atttypid, k.atttypmod) AS key_type,
-               pg_catalog.format_type(v.atttypid, v.atttypmod) AS vector_type,
-               pg_catalog.quote_ident(tn.nspname) AS vector_schema
+        SELECT c.vector_column, c.source_column, c.modality, c.model, c.pretrained,
+               c.embedding_dim, c.on_error, c.mode
           FROM {schema}.clip_columns c
-          JOIN pg_catalog.pg_attribute k ON k.attrelid OPERATOR(pg_catalog.=) c.table_oid
-               AND k.attname OPERATOR(pg_catalog.=) c.key_column
-          JOIN pg_catalog.pg_attribute v ON v.attrelid OPERATOR(pg_catalog.=) c.table_oid
-               AND v.attname OPERATOR(pg_catalog.=) c.vector_column
-          JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) v.atttypid
-          JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
          WHERE c.table_oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
            AND ($2::pg_catalog.name IS NULL OR c.vector_column OPERATOR(pg_catalog.=) $2)
          ORDER BY c.vector_column""",
@@ -86,10 +133,33 @@ def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
             hint="Name the vector column.",
         )
     r = rows[0]
+    rel = _relation(plpy, relid, r["vector_column"])
     return Column(
-        int(r["table_oid"]), r["table_name"], r["vector_column"], r["source_column"],
-        r["modality"], r["key_column"], r["key_type"], r["vector_type"], r["vector_schema"],
-        r["model"], r["pretrained"], int(r["embedding_dim"]), r["on_error"],
+        relid, rel["table_name"], r["vector_column"], r["source_column"], r["modality"],
+        tuple(rel["keys"]), tuple(rel["key_types"]), rel["vector_type"], rel["vector_schema"],
+        r["model"], r["pretrained"], int(r["embedding_dim"]), r["on_error"], r["mode"],
+    )
+
+
+# The arguments of the auto-embed trigger (autoembed.trigger_args writes them).
+TRIGGER_ARGS = ("vector_column", "source_column", "modality", "mode", "on_error", "model",
+                "pretrained")
+
+
+def from_trigger(plpy: Any, relid: int, args: list[str]) -> Column:
+    """The column a trigger fired for. Triggers carry the column's configuration in their
+    arguments, so a partition's trigger (or a copy of the table elsewhere) needs no registry
+    row of its own; triggers of pgclip 0.2 carry only the vector column's name."""
+    if len(args) == 1:
+        reg = registered(plpy, relid, args[0])
+        return reg
+    a = dict(zip(TRIGGER_ARGS, args, strict=True))
+    rel = _relation(plpy, relid, a["vector_column"])
+    return Column(
+        int(rel["root"]), rel["table_name"], a["vector_column"], a["source_column"],
+        a["modality"], tuple(rel["keys"]), tuple(rel["key_types"]), rel["vector_type"],
+        rel["vector_schema"], a["model"], a["pretrained"], int(rel["dim"]), a["on_error"],
+        a["mode"],
     )
 
 
@@ -115,24 +185,38 @@ def writing() -> bool:
     return _writing > 0
 
 
-def _write(plpy: Any, col: Column, keys: list[str], vecs: list[np.ndarray | None]) -> None:
+@contextmanager
+def own_writes() -> Iterator[None]:
+    """Statements run inside write vectors (or clear them): our triggers must not fire again."""
     global _writing
+    _writing += 1
+    try:
+        yield
+    finally:
+        _writing -= 1
+
+
+def on_relation(plpy: Any, col: Column, relid: int) -> Column:
+    """The column as seen from another member of its table's partition tree."""
+    rel = _relation(plpy, relid, col.vector_column)
+    return replace(col, table=rel["table_name"], key_columns=tuple(rel["keys"]),
+                   key_types=tuple(rel["key_types"]), vector_type=rel["vector_type"])
+
+
+def _write(plpy: Any, col: Column, keys: list[str], vecs: list[np.ndarray | None]) -> None:
     q = plpy.quote_ident
     plan = catalog.plan(
         plpy,
-        ("write", col.table_oid, col.vector_column, col.vector_type, col.key_type),
+        ("write", col.table, col.vector_column, col.vector_type, col.key_columns, col.key_types),
         f"UPDATE {col.table} AS t SET {q(col.vector_column)} = v.vec::{col.vector_type} "
         f"FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), "
         f"pg_catalog.unnest($2::pg_catalog.text[])) AS v(k, vec) "
-        f"WHERE t.{q(col.key_column)} OPERATOR(pg_catalog.=) v.k::{col.key_type}",
+        f"WHERE {row_keys.key_matches(plpy, col, 't', 'v.k')}",
         ["pg_catalog.text[]", "pg_catalog.text[]"],
     )
     literals = [None if v is None else vectors.to_literal(v) for v in vecs]
-    _writing += 1
-    try:
+    with own_writes():
         plpy.execute(plan, [keys, literals])
-    finally:
-        _writing -= 1
 
 
 def _record_errors(plpy: Any, col: Column, failed: list[tuple[str, PgclipError]]) -> None:
@@ -186,11 +270,12 @@ def has_errors(plpy: Any, col: Column) -> bool:
 
 def embed_rows(
     plpy: Any, col: Column, rows: list[dict[str, Any]], on_error: str, clear: bool
-) -> tuple[int, int]:
-    """Embed and write one batch of ``{k, s}`` rows (key text, source value); returns
-    (embedded, failed). ``clear``: forget logged errors of the rows that now succeeded."""
+) -> tuple[int, list[str]]:
+    """Embed and write one batch of ``{k, s}`` rows (key text, source value); returns the
+    number embedded and the keys of the rows that failed (logged in clip_errors).
+    ``clear``: forget logged errors of the rows that now succeeded."""
     if not rows:
-        return 0, 0
+        return 0, []
     s = current_settings(plpy)
     lm = column_model(col, s)
     keys = [r["k"] for r in rows]
@@ -204,7 +289,7 @@ def embed_rows(
         )
         raise_error(
             plpy,
-            f"could not embed row {col.key_column} = {keys[i]} of {col.table} "
+            f"could not embed row {row_keys.key_label(col)} = {keys[i]} of {col.table} "
             f"({col.source_column}): {e.message}",
             e.sqlstate,
             e.detail,
@@ -217,4 +302,4 @@ def embed_rows(
         ok = [k for i, k in enumerate(keys) if i not in res.errors]
         if ok:
             _clear_errors(plpy, col, ok)
-    return len(rows) - len(res.errors), len(res.errors)
+    return len(rows) - len(res.errors), [keys[i] for i in sorted(res.errors)]
