@@ -125,10 +125,12 @@ def backfill(
         elapsed = time.monotonic() - start
         rate = (done + failed) / elapsed if elapsed > 0 else 0.0
         left = max(total - done - failed, 0)
+        # n/total counts this session's rows against the column's pending rows at the start:
+        # with other sessions backfilling too, this one stops short of 100%.
         plpy.notice(
-            f"clip_backfill {col.table}.{col.vector_column}: {done + failed} rows by this "
-            f"session, {failed} failed, {rate:.1f} rows/s, about {left} of {total} left"
-            + (f", ETA {left / rate:.0f}s" if rate > 0 else "")
+            f"clip_backfill {col.table}.{col.vector_column}: {done + failed}/{total} "
+            f"({100 * (done + failed) / total:.0f}%), {failed} failed, "
+            f"{rate:.1f} rows/s, ETA {left / rate if rate > 0 else 0.0:.0f}s"
         )
     if total:
         plpy.notice(
