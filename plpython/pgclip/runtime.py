@@ -23,6 +23,8 @@ _OPENMP_WAIT_SETTINGS = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}
 _MKL_STRICT_REPRODUCIBLE = "AUTO,STRICT"
 
 _torch_imported = False
+_threads_default: int | None = None  # torch's own choice, read at import
+_threads_wanted = 0  # pgclip.torch_threads of the latest call (0: torch's default)
 # Seconds the first ``import torch`` took in this process, until a model's timings report it.
 _import_seconds_unreported: float | None = None
 
@@ -53,9 +55,30 @@ def import_torch() -> Any:
 
         _import_seconds_unreported = time.perf_counter() - t
         _torch_imported = True
+        global _threads_default
+        _threads_default = torch.get_num_threads()
+        _apply_threads(torch)
     import torch
 
     return torch
+
+
+def use_threads(n: int) -> None:
+    """pgclip.torch_threads: how many threads this backend's torch uses (0: its default),
+    applied now if torch is imported, else at the import."""
+    global _threads_wanted
+    if n != _threads_wanted:
+        _threads_wanted = n
+        if _torch_imported:
+            import torch
+
+            _apply_threads(torch)
+
+
+def _apply_threads(torch: Any) -> None:
+    want = _threads_wanted or _threads_default
+    if want and torch.get_num_threads() != want:
+        torch.set_num_threads(want)
 
 
 def take_import_seconds() -> float:

@@ -25,7 +25,7 @@ from pgclip.images import (
 NAMES = (
     "model", "pretrained", "device", "precision",
     "max_image_bytes", "max_image_pixels", "image_formats", "max_text_chars",
-    "checkpoint_sha256",
+    "checkpoint_sha256", "torch_threads",
 )
 DEFAULT_MAX_TEXT_CHARS = 10_000
 DEFAULT_BATCH_SIZE = 32
@@ -44,6 +44,9 @@ class Settings:
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     # SHA-256 digests every loaded checkpoint file must have (empty: none pinned).
     checkpoint_pins: frozenset[str] = frozenset()
+    # Threads of this backend's torch (0: torch's default, one per core). Sessions that embed
+    # side by side (parallel backfills, workers) each want fewer, or they oversubscribe cores.
+    torch_threads: int = 0
 
 
 def _int(name: str, raw: str | None, default: int, *, units: bool = False) -> int:
@@ -129,7 +132,24 @@ def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = (),
         max_text_chars=_int("max_text_chars", raw.get("max_text_chars"), DEFAULT_MAX_TEXT_CHARS),
         # An administrator's pins (clip_config) win: a session may not loosen them.
         checkpoint_pins=checksums.parse_pins(admin_pins or raw.get("checkpoint_sha256")),
+        torch_threads=parse_torch_threads(raw.get("torch_threads")),
     )
+
+
+MAX_TORCH_THREADS = 1024
+
+
+def parse_torch_threads(raw: str | None) -> int:
+    """``pgclip.torch_threads``: 0 or empty for torch's default, else 1 to 1024."""
+    if raw is None or raw.strip() in ("", "0"):
+        return 0
+    value = _int("torch_threads", raw, 0)
+    if value > MAX_TORCH_THREADS:
+        raise InvalidParameter(
+            f"pgclip.torch_threads must be at most {MAX_TORCH_THREADS}, got {value}",
+            hint="Use about the number of cores divided by the sessions that embed at once.",
+        )
+    return value
 
 
 def parse_batch_size(raw: str | None) -> int:

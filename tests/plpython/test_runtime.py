@@ -73,3 +73,16 @@ def test_no_llvm_or_no_proc_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(runtime, "open", no_proc, raising=False)
     runtime._refuse_after_llvm_jit()
+
+
+def test_torch_threads_follow_the_setting_and_return_to_the_default() -> None:
+    torch = runtime.import_torch()
+    default = runtime._threads_default
+    assert default and default >= 1
+    try:
+        runtime.use_threads(1)
+        assert torch.get_num_threads() == 1
+        runtime.use_threads(0)
+        assert torch.get_num_threads() == default
+    finally:
+        runtime.use_threads(0)

@@ -12,7 +12,7 @@ from pgclip.settings import AdminOnlyFormat, Settings
 def test_names_are_the_settings_parse_reads() -> None:
     assert set(settings.NAMES) == {"model", "pretrained", "device", "precision",
                                    "max_image_bytes", "max_image_pixels", "image_formats",
-                                   "max_text_chars", "checkpoint_sha256"}
+                                   "max_text_chars", "checkpoint_sha256", "torch_threads"}
 
 
 @pytest.mark.parametrize("raw", [{}, dict.fromkeys(settings.NAMES),
@@ -135,3 +135,15 @@ def test_batch_size_rejects(raw: str) -> None:
     with pytest.raises(InvalidParameter, match="pgclip.batch_size") as e:
         settings.parse_batch_size(raw)
     assert "between 1 and 4096" in (e.value.hint or "")
+
+
+@pytest.mark.parametrize("raw,value", [(None, 0), ("", 0), ("0", 0), (" 1 ", 1), ("16", 16)])
+def test_torch_threads(raw: str | None, value: int) -> None:
+    assert settings.parse({"torch_threads": raw}).torch_threads == value
+
+
+@pytest.mark.parametrize("raw", ["-1", "two", "1.5", "1025"])
+def test_bad_torch_threads_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidParameter) as e:
+        settings.parse({"torch_threads": raw})
+    assert "pgclip.torch_threads" in e.value.message

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pgclip
-from pgclip import loading, registry, settings, texts
+from pgclip import loading, registry, runtime, settings, texts
 from pgclip.errors import PgclipError
 from pgclip.sql_api import catalog
 
@@ -76,6 +76,7 @@ def current_settings(plpy: Any, schema: str | None = None) -> settings.Settings:
     ]
     s = settings.parse(row, admin_formats=admin_formats, admin_pins=row["admin_checkpoint_sha256"])
     loading.set_pins(s.checkpoint_pins)  # applies to every model this call then uses
+    runtime.use_threads(s.torch_threads)
     return s
 
 
