@@ -108,8 +108,15 @@ BEGIN
          WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
            AND (c.relispartition OR c.relkind OPERATOR(pg_catalog.=) 'p')
     LOOP
+        -- Only where the root has its triggers already: while pg_restore rebuilds a table
+        -- (constraints after the registry's rows, triggers last) it has none, and the dump
+        -- creates every partition's triggers itself.
         IF EXISTS (SELECT FROM @extschema@.clip_columns cc
-                    WHERE cc.table_oid OPERATOR(pg_catalog.=) root) THEN
+                    WHERE cc.table_oid OPERATOR(pg_catalog.=) root)
+           AND EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                        WHERE t.tgrelid OPERATOR(pg_catalog.=) root
+                          AND t.tgfoid OPERATOR(pg_catalog.=)
+                              '@extschema@.clip_embed_trigger()'::pg_catalog.regprocedure) THEN
             PERFORM @extschema@.clip_partitions_sync(root);
         END IF;
     END LOOP;

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgclip.sql_api import catalog, columns, fit_name, queue, sql_errors
+from pgclip.sql_api import catalog, columns, fit_name, queue, sql_errors, standby
 
 TRANSITIONS = {
     "INSERT": "NEW TABLE AS pgclip_new",
@@ -101,6 +101,7 @@ def sync(plpy: Any, root: int) -> None:
     the triggers of every column of ``root``; queue its rows without vectors (async columns) or
     say how to embed them (sync columns)."""
     with sql_errors(plpy):
+        standby.require_primary(plpy, "clip_partitions_sync")
         schema = catalog.extension_schema(plpy)
         names = plpy.execute(
             catalog.plan(
