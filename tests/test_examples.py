@@ -65,3 +65,18 @@ def test_product_search_showcase_results(cluster, db, samples) -> None:
     assert modifier[0].split("|")[0].strip() == "SKU-BLUE_SQUARE"
     fields = [ln for ln in _section(out.stdout, "One query over both fields") if "SKU-" in ln]
     assert fields[0].split("|")[0].strip() == "SKU-GREEN_CIRCLE"
+
+
+def test_scale_out_embeds_every_partition_and_joins_composite_keys(cluster, db, samples) -> None:
+    out = psql(
+        cluster, "pgclip_test", "-v", f"samples={samples}", "-f", str(EXAMPLES / "scale_out.sql")
+    )
+    assert out.returncode == 0, out.stderr
+    queued = _section(out.stdout, "Queued, before the worker")
+    after = _section(out.stdout, "After the worker")
+    row = [ln for ln in after if "shots" in ln][0].split("|")
+    assert [c.strip() for c in row] == ["shots", "async", "34", "0", "0"]
+    assert any("shots" in ln and "| t" in ln for ln in queued)
+    for title in ("Text -> image over every partition", "The same through clip_search_text"):
+        first = [ln for ln in _section(out.stdout, title) if ".png" in ln or ".jpg" in ln][0]
+        assert "red_circle" in first
