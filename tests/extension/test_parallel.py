@@ -90,40 +90,39 @@ def test_rows_held_by_another_session_are_skipped_not_waited_for(conn, new_conn,
 
 
 def test_rows_released_by_a_terminated_session_are_swept_up(conn, new_conn, db) -> None:
-    """A session that claimed rows and died: the others' sweep from the start embeds them."""
-    texts_table(conn, "par_sweep", 60)
+    """A session that holds rows and dies while a backfill runs: the backfill skipped them,
+    and its sweep from the start, once it reaches the end, embeds them."""
+    images_table(conn, "par_sweep", 100, seed=32)
     victim = psycopg.connect(db)
     pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
-    victim.execute("SELECT id FROM par_sweep WHERE id BETWEEN 41 AND 50 "
-                   "FOR NO KEY UPDATE").fetchall()
+    victim.execute("SELECT id FROM par_sweep WHERE id <= 10 FOR NO KEY UPDATE").fetchall()
     c = new_conn()
-    notices: list[str] = []
-    c.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-    # Terminate the holder as soon as the backfill has passed its rows (after key 50).
-    done = threading.Event()
+    c.execute("SELECT clip_embed_text('load the model first')")
+    outcome: list[BaseException] = []
 
-    def kill_when_past() -> None:
-        while not done.is_set():
-            n = conn.execute("SELECT count(*) FROM par_sweep WHERE id > 50 "
-                             "AND caption_embedding IS NOT NULL").fetchone()[0]
-            if n == 10:
-                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                return
-            done.wait(0.01)
+    def backfill() -> None:
+        try:
+            c.execute("CALL clip_backfill('par_sweep', batch_size => 5)")
+        except BaseException as e:  # reported below
+            outcome.append(e)
 
-    t = threading.Thread(target=kill_when_past)
+    t = threading.Thread(target=backfill)
     t.start()
-    try:
-        c.execute("CALL clip_backfill('par_sweep', batch_size => 5)")
-    finally:
-        done.set()
-        t.join()
-    pending = conn.execute("SELECT count(*) FROM par_sweep WHERE caption_embedding IS NULL"
-                           ).fetchone()[0]
-    if pending:  # the sweep ran before the kill landed: a second call finds them
-        c.execute("CALL clip_backfill('par_sweep', batch_size => 5)")
-    assert conn.execute("SELECT count(*) FROM par_sweep WHERE ((caption_embedding <=> "
-                        "clip_embed_text(caption)) < 1e-5) IS NOT TRUE").fetchone()[0] == 0
+    # Once the backfill is past the held rows (and has 85 more to do), terminate their holder
+    # and wait until it is gone.
+    while t.is_alive() and conn.execute(
+            "SELECT count(image_embedding) FROM par_sweep WHERE id > 10").fetchone()[0] < 5:
+        t.join(0.005)
+    killed = conn.execute("SELECT pg_terminate_backend(%s, 30000)", (pid,)).fetchone()[0]
+    left = conn.execute("SELECT count(*) FROM par_sweep WHERE id > 10 "
+                        "AND image_embedding IS NULL").fetchone()[0]
+    t.join(600)
+    assert not outcome, outcome
+    assert killed and left > 0  # the holder died while the backfill was still going
+    # One call embedded every row, the released ones too.
+    assert conn.execute("SELECT count(*) FROM par_sweep WHERE "
+                        "((image_embedding <=> clip_embed_image(image)) < 1e-5) IS NOT TRUE"
+                        ).fetchone()[0] == 0
 
 
 def test_writers_during_parallel_backfill_never_leave_a_stale_vector(conn, new_conn) -> None:

@@ -44,15 +44,19 @@ def _count_query(plpy: Any, col: columns.Column, retry_failed: bool) -> str:
     )
 
 
-def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool, lock: bool) -> str:
-    """Pending rows after key $1 (NULL: from the start), at most $4, in key order; ``lock``:
-    claimed FOR NO KEY UPDATE, skipping rows other sessions hold."""
+def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool, lock: bool,
+                 after: bool) -> str:
+    """Pending rows (``after``: with keys after key $1), at most $4, in key order; ``lock``:
+    claimed FOR NO KEY UPDATE, skipping rows other sessions hold. Two queries rather than
+    ``$1 IS NULL OR key > $1``: a generic plan of that scans the key index from its start for
+    every batch, and a backfill of n rows reads n²/2 of them."""
     q = plpy.quote_ident
     src, vec = q(col.source_column), q(col.vector_column)
     return (
         f"SELECT {row_keys.key_text(plpy, col, 't')} AS k, t.{src} AS s FROM {col.table} t "
         f"WHERE t.{vec} IS NULL AND t.{src} IS NOT NULL "
-        f"AND ($1::pg_catalog.text IS NULL OR {row_keys.key_after(plpy, col, 't', '$1')})"
+        + (f"AND {row_keys.key_after(plpy, col, 't', '$1')}" if after
+           else "AND $1::pg_catalog.text IS NULL")
         + _skip_failed(plpy, col, retry_failed)
         + f" ORDER BY {row_keys.key_order(plpy, col, 't')} LIMIT $4"
         + (" FOR NO KEY UPDATE OF t SKIP LOCKED" if lock else "")
@@ -62,9 +66,11 @@ def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool, lock: bool)
 def in_transaction(plpy: Any, col: columns.Column) -> None:
     """clip_auto_embed(backfill => true): embed existing rows inside the caller's transaction."""
     size = columns.batch_size(plpy)
-    plan = plpy.prepare(_batch_query(plpy, col, True, lock=False), _BATCH_TYPES)
+    plans = [plpy.prepare(_batch_query(plpy, col, True, lock=False, after=a), _BATCH_TYPES)
+             for a in (False, True)]
     last = None
     while True:
+        plan = plans[last is not None]
         rows = plpy.execute(plan, [last, col.table_oid, col.vector_column, size, "infinity"])
         if not rows:
             return
@@ -100,7 +106,7 @@ def backfill(
             f"clip_backfill {col.table}.{col.vector_column}: {total} rows to embed "
             f"in batches of {size}"
         )
-        query = _batch_query(plpy, col, retry_failed, lock=True)
+        queries = [_batch_query(plpy, col, retry_failed, lock=True, after=a) for a in (False, True)]
     done = failed = 0
     last = None
     swept = False  # walked from the start once more after the end
@@ -109,7 +115,7 @@ def backfill(
         with sql_errors(plpy):
             catalog.pin_search_path(plpy)
             take = size if max_rows is None else min(size, max_rows - done - failed)
-            plan = plpy.prepare(query, _BATCH_TYPES)
+            plan = plpy.prepare(queries[last is not None], _BATCH_TYPES)
             rows = plpy.execute(plan, [last, col.table_oid, col.vector_column, take, run_start])
             if not rows:
                 if last is None or swept:
