@@ -184,3 +184,10 @@ def test_partitioned_halfvec_column(conn, vector_type: str) -> None:
     close = conn.execute("SELECT caption_embedding::vector <=> clip_embed_text(caption) "
                          "FROM pa_half").fetchone()[0]
     assert close < 1e-3
+
+
+def test_naming_a_partition_says_which_table_to_name(conn) -> None:
+    parted(conn, "pa_name")
+    with pytest.raises(psycopg.errors.UndefinedObject) as e:
+        conn.execute("CALL clip_backfill('pa_name_eu')")
+    assert e.value.diag.message_hint == "It is a partition of public.pa_name: name that table."

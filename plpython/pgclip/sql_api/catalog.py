@@ -56,6 +56,14 @@ def table_name(plpy: Any, relid: int) -> str:
     return plpy.execute(p, [relid])[0]["t"]
 
 
+def partition_root(plpy: Any, relid: int) -> int:
+    """The top of the partition tree a table belongs to (itself when it is not a partition)."""
+    p = plan(plpy, "partition_root",
+             "SELECT COALESCE(pg_catalog.pg_partition_root($1::pg_catalog.oid)::pg_catalog.oid, "
+             "$1::pg_catalog.oid)::pg_catalog.int8 AS r", ["pg_catalog.int8"])
+    return int(plpy.execute(p, [relid])[0]["r"])
+
+
 def pin_search_path(plpy: Any) -> None:
     """For procedures, which may not have a SET clause when they COMMIT: pin it per transaction."""
     plpy.execute("SET LOCAL search_path = pg_catalog, pg_temp")

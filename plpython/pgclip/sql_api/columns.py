@@ -123,9 +123,12 @@ def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
         what = f'column "{vector_column}" of ' if vector_column else ""
         table = catalog.table_name(plpy, relid)
         if not rows:
+            root = catalog.partition_root(plpy, relid)
             raise NotRegistered(
                 f"{what}table {table} is not auto-embedded by pgclip",
-                hint="Run clip_auto_embed() for it first; see the clip_status view.",
+                hint=f"It is a partition of {catalog.table_name(plpy, root)}: name that table."
+                if root != relid else
+                "Run clip_auto_embed() for it first; see the clip_status view.",
             )
         raise InvalidParameter(
             f"table {table} has several auto-embedded columns: "
