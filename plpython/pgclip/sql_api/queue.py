@@ -44,9 +44,11 @@ def _not_failed(plpy: Any, col: columns.Column, alias: str) -> str:
 
 
 def _notify(plpy: Any, col: columns.Column) -> None:
-    p = catalog.plan(plpy, "notify", "SELECT pg_catalog.pg_notify($1, $2)",
-                     ["pg_catalog.text", "pg_catalog.text"])
-    plpy.execute(p, [CHANNEL, col.table])
+    """NOTIFY pgclip_queue, naming the auto-embedded table (not the partition written)."""
+    p = catalog.plan(plpy, "notify", "SELECT pg_catalog.pg_notify($1, "
+                     "$2::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text)",
+                     ["pg_catalog.text", "pg_catalog.int8"])
+    plpy.execute(p, [CHANNEL, col.table_oid])
 
 
 def on_statement(plpy: Any, col: columns.Column, event: str, new: str, old: str) -> None:
