@@ -39,7 +39,7 @@ def test_fuse_is_the_renormalised_weighted_sum(conn) -> None:
     both = conn.execute("SELECT clip_fuse(ARRAY['[3,0]'::vector, '[0,1]'::vector])"
                         ).fetchone()[0].to_numpy()
     np.testing.assert_allclose(both, [1 / np.sqrt(2)] * 2, atol=1e-7)
-    assert conn.execute("SELECT clip_fuse(NULL)").fetchone()[0] is None
+    assert conn.execute("SELECT clip_fuse(NULL::vector[])").fetchone()[0] is None
 
 
 @pytest.mark.parametrize("sql,needle", [

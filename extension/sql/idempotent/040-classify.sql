@@ -18,6 +18,21 @@ $python$;
 COMMENT ON FUNCTION clip_classify(vector, text[], text[]) IS
   'Zero-shot classification of an image vector: (label, probability) best first, CLIP prompt ensembling over the templates';
 
+-- pgvector casts halfvec to vector only on assignment: a halfvec column needs its own form.
+CREATE OR REPLACE FUNCTION clip_classify(
+    image_vector halfvec, labels text[],
+    templates text[] DEFAULT '{"a photo of a {}.","a photo of the {}.","an image of a {}."}')
+RETURNS TABLE (label text, probability double precision)
+LANGUAGE plpython3u STABLE STRICT PARALLEL RESTRICTED COST 1000 ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PGCLIP_PRELUDE
+from pgclip.sql_api import classify
+return classify.classify_vector(plpy, image_vector, labels, templates)
+$python$;
+COMMENT ON FUNCTION clip_classify(halfvec, text[], text[]) IS
+  'Zero-shot classification of a halfvec image vector: (label, probability) best first';
+
 CREATE OR REPLACE FUNCTION clip_classify(
     image bytea, labels text[],
     templates text[] DEFAULT '{"a photo of a {}.","a photo of the {}.","an image of a {}."}')
@@ -48,6 +63,21 @@ return tagging.tags(plpy, image_vector, vocabulary, top_k, threshold, score, tem
 $python$;
 COMMENT ON FUNCTION clip_tags(vector, text, integer, double precision, text, text[]) IS
   'Tags of a vocabulary whose score (probability or cosine) reaches the threshold, best first, at most top_k';
+
+CREATE OR REPLACE FUNCTION clip_tags(
+    image_vector halfvec, vocabulary text DEFAULT 'default', top_k integer DEFAULT 3,
+    threshold double precision DEFAULT 0.1, score text DEFAULT 'probability',
+    templates text[] DEFAULT '{"a photo of a {}.","a photo of the {}.","an image of a {}."}')
+RETURNS text[]
+LANGUAGE plpython3u STABLE PARALLEL RESTRICTED COST 1000
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PGCLIP_PRELUDE
+from pgclip.sql_api import tagging
+return tagging.tags(plpy, image_vector, vocabulary, top_k, threshold, score, templates)
+$python$;
+COMMENT ON FUNCTION clip_tags(halfvec, text, integer, double precision, text, text[]) IS
+  'Tags of a vocabulary for a halfvec image vector (see clip_tags(vector, ...))';
 
 CREATE OR REPLACE FUNCTION clip_tags_trigger() RETURNS trigger
 LANGUAGE plpython3u

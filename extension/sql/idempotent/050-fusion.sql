@@ -15,6 +15,19 @@ $python$;
 COMMENT ON FUNCTION clip_fuse(vector[], double precision[]) IS
   'Renormalised weighted sum of vectors, each scaled to unit length first; weights may be negative (default: all 1)';
 
+-- pgvector casts halfvec to vector only on assignment: halfvec arrays need their own form.
+CREATE OR REPLACE FUNCTION clip_fuse(vectors halfvec[], weights double precision[] DEFAULT NULL)
+RETURNS halfvec
+LANGUAGE plpython3u IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $python$
+#PGCLIP_PRELUDE
+from pgclip.sql_api import fusion
+return fusion.fuse(plpy, vectors, weights)
+$python$;
+COMMENT ON FUNCTION clip_fuse(halfvec[], double precision[]) IS
+  'clip_fuse of halfvec vectors (computed in single precision, rounded to halfvec)';
+
 CREATE OR REPLACE FUNCTION clip_rrf(
     ranking_a anycompatiblearray, ranking_b anycompatiblearray, k integer DEFAULT 60,
     weight_a double precision DEFAULT 1, weight_b double precision DEFAULT 1)
@@ -81,39 +94,107 @@ $$;
 COMMENT ON FUNCTION clip_key_column(regclass, name) IS
   'The column that identifies a table''s rows in search results: key_column if given, else the single-column primary key';
 
-CREATE OR REPLACE FUNCTION clip_vector_column_schema(tbl regclass, vector_column name)
-RETURNS name
+CREATE OR REPLACE FUNCTION clip_key_columns(tbl regclass, key_column name DEFAULT NULL)
+RETURNS name[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys name[];
+BEGIN
+    IF key_column IS NOT NULL THEN
+        RETURN ARRAY[@extschema@.clip_key_column(tbl, key_column)];
+    END IF;
+    SELECT pg_catalog.array_agg(a.attname ORDER BY u.n) INTO keys
+      FROM pg_catalog.pg_index i
+     CROSS JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(attnum, n)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+           AND a.attnum OPERATOR(pg_catalog.=) u.attnum
+     WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary;
+    IF keys IS NULL THEN
+        RAISE EXCEPTION 'pgclip: table % has no primary key', tbl
+              USING ERRCODE = '0A000', HINT = 'Pass key_column, the column that identifies rows.';
+    END IF;
+    RETURN keys;
+END
+$$;
+COMMENT ON FUNCTION clip_key_columns(regclass, name) IS
+  'The columns that identify a table''s rows in search results: key_column if given, else the primary key (composite keys read as JSON arrays)';
+
+-- The SQL predicate "row alias has the key whose text is text_expr" (the inverse of
+-- clip_row_key_sql; plpython/pgclip/sql_api/row_keys.py builds the same): one-column keys
+-- compare with the text cast to the key's type, composite keys with each element of the JSON
+-- array cast to its column's type, so that the primary key index serves the lookup.
+CREATE OR REPLACE FUNCTION clip_row_key_match_sql(
+    tbl regclass, key_columns name[], alias text, text_expr text)
+RETURNS text
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.string_agg(
+               pg_catalog.format('%s.%I OPERATOR(pg_catalog.=) %s', alias, u.k,
+                   CASE WHEN pg_catalog.cardinality(key_columns) OPERATOR(pg_catalog.=) 1
+                        THEN pg_catalog.format('(%s)::%s', text_expr,
+                                               pg_catalog.format_type(a.atttypid, a.atttypmod))
+                        ELSE pg_catalog.format(
+                               '((%s)::pg_catalog.jsonb OPERATOR(pg_catalog.->>) %s)::%s',
+                               text_expr, u.n OPERATOR(pg_catalog.-) 1,
+                               pg_catalog.format_type(a.atttypid, a.atttypmod)) END),
+               ' AND ' ORDER BY u.n)
+      FROM pg_catalog.unnest(key_columns) WITH ORDINALITY AS u(k, n)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) tbl
+           AND a.attname OPERATOR(pg_catalog.=) u.k
+$$;
+COMMENT ON FUNCTION clip_row_key_match_sql(regclass, name[], text, text) IS
+  'SQL predicate: row alias of tbl has the key whose text (clip_row_key_sql) is text_expr';
+
+CREATE OR REPLACE FUNCTION clip_vector_column_type(tbl regclass, vector_column name)
+RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     type_name name;
-    type_schema name;
+    full_type text;
 BEGIN
-    SELECT t.typname, n.nspname INTO type_name, type_schema
+    SELECT t.typname, pg_catalog.format_type(a.atttypid, a.atttypmod) INTO type_name, full_type
       FROM pg_catalog.pg_attribute a
       JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
-      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace
      WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) vector_column
        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgclip: column "%" of % does not exist', vector_column, tbl
               USING ERRCODE = '42703', HINT = 'Name the vector column to search.';
     END IF;
-    IF type_name OPERATOR(pg_catalog.<>) 'vector' THEN
+    IF type_name OPERATOR(pg_catalog.<>) ALL (ARRAY['vector', 'halfvec']::name[]) THEN
         RAISE EXCEPTION 'pgclip: column "%" of % is %, not vector', vector_column, tbl, type_name
-              USING ERRCODE = '42804', HINT = 'Search a pgvector vector column.';
+              USING ERRCODE = '42804', HINT = 'Search a pgvector vector or halfvec column.';
     END IF;
-    RETURN type_schema;
+    RETURN full_type;
 END
 $$;
+COMMENT ON FUNCTION clip_vector_column_type(regclass, name) IS
+  'The type of a vector or halfvec column (schema-qualified, with its dimensions, e.g. public.halfvec(512)), after checking it is one';
+
+CREATE OR REPLACE FUNCTION clip_vector_column_schema(tbl regclass, vector_column name)
+RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname
+      FROM pg_catalog.pg_type t
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace
+     WHERE t.oid OPERATOR(pg_catalog.=)
+           @extschema@.clip_vector_column_type(tbl, vector_column)::pg_catalog.regtype
+$$;
 COMMENT ON FUNCTION clip_vector_column_schema(regclass, name) IS
-  'The schema of pgvector''s vector type, after checking that the column is a vector column';
+  'The schema of pgvector''s types, after checking that the column is a vector or halfvec column';
 
 -- Multi-vector rows -----------------------------------------------------------------------------
 
 -- Candidates come from each column's own index (ORDER BY col <=> query LIMIT candidates); the
--- union is scored exactly: sum of weight x cosine similarity (a NULL vector adds 0).
+-- union is scored exactly: sum of weight x cosine similarity (a NULL vector adds 0). The query
+-- is cast to each column's type (vector or halfvec), as that column's index compares.
 CREATE OR REPLACE FUNCTION clip_search_fields(
     tbl regclass, query vector, vector_columns name[], weights double precision[] DEFAULT NULL,
     k integer DEFAULT 10, candidates integer DEFAULT 100, key_column name DEFAULT NULL)
@@ -123,8 +204,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n integer := pg_catalog.cardinality(vector_columns);
-    key_col name := @extschema@.clip_key_column(tbl, key_column);
+    keys name[] := @extschema@.clip_key_columns(tbl, key_column);
+    key_list text;
     vschema name;
+    vtype text;
     col name;
     arms text[] := '{}';
     terms text[] := '{}';
@@ -147,25 +230,30 @@ BEGIN
         RAISE EXCEPTION 'pgclip: need 1 <= k <= candidates, got k = %, candidates = %', k, candidates
               USING ERRCODE = '22023', HINT = 'E.g. k => 10, candidates => 100.';
     END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', u.c), ', ' ORDER BY u.i)
+      INTO key_list FROM pg_catalog.unnest(keys) WITH ORDINALITY AS u(c, i);
     FOR i IN 1 .. n LOOP
         col := vector_columns[i];
+        vtype := @extschema@.clip_vector_column_type(tbl, col);
         vschema := @extschema@.clip_vector_column_schema(tbl, col);
         arms := arms OPERATOR(pg_catalog.||) pg_catalog.format(
-            '(SELECT t.%1$I AS k FROM %2$s t WHERE t.%3$I IS NOT NULL '
-            'ORDER BY t.%3$I OPERATOR(%4$I.<=>) $1 LIMIT $2)', key_col, tbl, col, vschema);
+            '(SELECT %1$s FROM %2$s t WHERE t.%3$I IS NOT NULL '
+            'ORDER BY t.%3$I OPERATOR(%4$I.<=>) $1::%5$s LIMIT $2)',
+            key_list, tbl, col, vschema, vtype);
         terms := terms OPERATOR(pg_catalog.||) pg_catalog.format(
             -- Parenthesised: OPERATOR() syntax has no arithmetic precedence.
             '($3[%1$s] OPERATOR(pg_catalog.*) COALESCE(1 OPERATOR(pg_catalog.-) '
-            '(t.%2$I OPERATOR(%3$I.<=>) $1), 0))', i, col, vschema);
+            '(t.%2$I OPERATOR(%3$I.<=>) $1::%4$s), 0))', i, col, vschema, vtype);
     END LOOP;
     IF candidates OPERATOR(pg_catalog.>) ef::integer THEN
         PERFORM pg_catalog.set_config('hnsw.ef_search', LEAST(candidates, 1000)::text, true);
     END IF;
     RETURN QUERY EXECUTE pg_catalog.format(
-        'SELECT t.%1$I::pg_catalog.text, (%2$s)::pg_catalog.float8 AS score FROM %3$s t '
-        'WHERE t.%1$I IN (%4$s) ORDER BY 2 DESC, 1 LIMIT $4',
-        key_col, pg_catalog.array_to_string(terms, ' OPERATOR(pg_catalog.+) '), tbl,
-        pg_catalog.array_to_string(arms, ' UNION ')) USING query, candidates, w, k;
+        'SELECT %1$s, (%2$s)::pg_catalog.float8 AS score FROM %3$s t '
+        'WHERE (%5$s) IN (%4$s) ORDER BY 2 DESC, 1 LIMIT $4',
+        @extschema@.clip_row_key_sql(keys, 't'),
+        pg_catalog.array_to_string(terms, ' OPERATOR(pg_catalog.+) '), tbl,
+        pg_catalog.array_to_string(arms, ' UNION '), key_list) USING query, candidates, w, k;
     PERFORM pg_catalog.set_config('hnsw.ef_search', ef, true);
 END
 $$;

@@ -11,8 +11,10 @@ LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    key_col name := @extschema@.clip_key_column(tbl, key_column);
+    keys name[] := @extschema@.clip_key_columns(tbl, key_column);
     vschema name := @extschema@.clip_vector_column_schema(tbl, vector_column);
+    s_keys text;
+    o_keys text;
     ef text := COALESCE(pg_catalog.current_setting('hnsw.ef_search', true), '40');
 BEGIN
     IF max_distance IS NULL OR NOT max_distance OPERATOR(pg_catalog.>=) 0 THEN
@@ -23,28 +25,40 @@ BEGIN
         RAISE EXCEPTION 'pgclip: max_neighbors must be positive, got %', max_neighbors
               USING ERRCODE = '22023', HINT = 'E.g. 10.';
     END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.format('s.%I', u.c), ', ' ORDER BY u.i),
+           pg_catalog.string_agg(pg_catalog.format('o.%I', u.c), ', ' ORDER BY u.i)
+      INTO s_keys, o_keys FROM pg_catalog.unnest(keys) WITH ORDINALITY AS u(c, i);
     -- Each row's neighbours come from one index scan, which returns at most ef_search rows.
     IF (max_neighbors OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>) ef::integer THEN
         PERFORM pg_catalog.set_config('hnsw.ef_search',
                                       LEAST(max_neighbors OPERATOR(pg_catalog.+) 1, 1000)::text, true);
     END IF;
+    -- A pair is named once, the smaller key (compared as the key's columns) first; the keys
+    -- travel as their text (x.*k) and as records of their columns (x.*r) for that ordering.
     RETURN QUERY EXECUTE pg_catalog.format($q$
-        SELECT p.a::pg_catalog.text, p.b::pg_catalog.text, p.d
-          FROM (SELECT LEAST(s.%1$I, n.k) AS a, GREATEST(s.%1$I, n.k) AS b,
-                       pg_catalog.min(n.d) AS d
-                  FROM %3$s s
-                 CROSS JOIN LATERAL (
-                       SELECT o.%1$I AS k,
-                              (o.%2$I OPERATOR(%4$I.<=>) s.%2$I)::pg_catalog.float8 AS d
-                         FROM %3$s o
-                        WHERE o.%2$I IS NOT NULL
-                        ORDER BY o.%2$I OPERATOR(%4$I.<=>) s.%2$I
-                        LIMIT $1) n
-                 WHERE s.%2$I IS NOT NULL
-                   AND n.k OPERATOR(pg_catalog.<>) s.%1$I
-                   AND n.d OPERATOR(pg_catalog.<=) $2
-                 GROUP BY 1, 2) p
-         ORDER BY p.d, p.a, p.b$q$, key_col, vector_column, tbl, vschema)
+        SELECT p.a, p.b, p.d
+          FROM (SELECT CASE WHEN x.lt THEN x.sk ELSE x.nk END AS a,
+                       CASE WHEN x.lt THEN x.nk ELSE x.sk END AS b,
+                       CASE WHEN x.lt THEN x.sr ELSE x.nr END AS ar,
+                       CASE WHEN x.lt THEN x.nr ELSE x.sr END AS br,
+                       pg_catalog.min(x.d) AS d
+                  FROM (SELECT %1$s AS sk, ROW(%2$s) AS sr, n.k AS nk, n.r AS nr, n.d,
+                               ROW(%2$s) OPERATOR(pg_catalog.<) n.r AS lt
+                          FROM %5$s s
+                         CROSS JOIN LATERAL (
+                               SELECT %3$s AS k, ROW(%4$s) AS r,
+                                      (o.%6$I OPERATOR(%7$I.<=>) s.%6$I)::pg_catalog.float8 AS d
+                                 FROM %5$s o
+                                WHERE o.%6$I IS NOT NULL
+                                ORDER BY o.%6$I OPERATOR(%7$I.<=>) s.%6$I
+                                LIMIT $1) n
+                         WHERE s.%6$I IS NOT NULL
+                           AND n.r OPERATOR(pg_catalog.<>) ROW(%2$s)
+                           AND n.d OPERATOR(pg_catalog.<=) $2) x
+                 GROUP BY 1, 2, 3, 4) p
+         ORDER BY p.d, p.ar, p.br$q$,
+        @extschema@.clip_row_key_sql(keys, 's'), s_keys, @extschema@.clip_row_key_sql(keys, 'o'),
+        o_keys, tbl, vector_column, vschema)
     USING max_neighbors OPERATOR(pg_catalog.+) 1, max_distance;
     PERFORM pg_catalog.set_config('hnsw.ef_search', ef, true);
 END
@@ -65,11 +79,13 @@ LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    key_col name := @extschema@.clip_key_column(tbl, key_column);
+    keys name[] := @extschema@.clip_key_columns(tbl, key_column);
+    vtype text := @extschema@.clip_vector_column_type(tbl, vector_column);
     vschema name := @extschema@.clip_vector_column_schema(tbl, vector_column);
-    key_type text;
     liked_keys text[] := liked::text[];
     disliked_keys text[] := COALESCE(disliked::text[], '{}');  -- NULL: none
+    liked_found text[];
+    disliked_found text[];
     excluded text[];
     centroid_sql text;
     liked_centroid text;
@@ -86,21 +102,23 @@ BEGIN
         RAISE EXCEPTION 'pgclip: disliked_weight must be zero or positive, got %', disliked_weight
               USING ERRCODE = '22023', HINT = 'E.g. 0.5; 0 ignores the disliked rows.';
     END IF;
-    SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO key_type
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) key_col;
+    -- The given rows through the primary key index: their centroid (in single precision, also
+    -- for a halfvec column) and their keys as search results spell them, to leave them out.
     centroid_sql := pg_catalog.format(
-        'SELECT %4$I.avg(t.%2$I)::pg_catalog.text FROM %3$s t '
-        'WHERE t.%1$I OPERATOR(pg_catalog.=) ANY ($1::%5$s[]) AND t.%2$I IS NOT NULL',
-        key_col, vector_column, tbl, vschema, key_type);
-    EXECUTE centroid_sql INTO liked_centroid USING liked_keys;
+        'SELECT %1$I.avg(t.%2$I::%1$I.vector)::pg_catalog.text, '
+        'pg_catalog.array_agg(%3$s) FROM %4$s t '
+        'WHERE EXISTS (SELECT FROM pg_catalog.unnest($1::pg_catalog.text[]) AS u(k) WHERE %5$s)',
+        vschema, vector_column, @extschema@.clip_row_key_sql(keys, 't'), tbl,
+        @extschema@.clip_row_key_match_sql(tbl, keys, 't', 'u.k'));
+    EXECUTE centroid_sql INTO liked_centroid, liked_found USING liked_keys;
     IF liked_centroid IS NULL THEN
         RAISE EXCEPTION 'pgclip: none of the liked rows of % has a vector', tbl
               USING ERRCODE = '22023',
-                    HINT = pg_catalog.format('Pass values of %I of rows whose %I is set.',
-                                             key_col, vector_column);
+                    HINT = pg_catalog.format('Pass the keys (%s) of rows whose %I is set.',
+                                             pg_catalog.array_to_string(keys, ', '),
+                                             vector_column);
     END IF;
-    EXECUTE centroid_sql INTO disliked_centroid USING disliked_keys;
+    EXECUTE centroid_sql INTO disliked_centroid, disliked_found USING disliked_keys;
     IF disliked_centroid IS NULL OR disliked_weight OPERATOR(pg_catalog.=) 0 THEN
         EXECUTE pg_catalog.format('SELECT @extschema@.clip_fuse(ARRAY[$1::%1$I.vector])::text',
                                   vschema)
@@ -111,22 +129,24 @@ BEGIN
            INTO q USING liked_centroid, disliked_centroid,
                         OPERATOR(pg_catalog.-) disliked_weight;
     END IF;
-    excluded := liked_keys OPERATOR(pg_catalog.||) disliked_keys;
+    excluded := liked_found OPERATOR(pg_catalog.||) COALESCE(disliked_found, '{}');
     fetch_n := k OPERATOR(pg_catalog.+) pg_catalog.cardinality(excluded);
     IF fetch_n OPERATOR(pg_catalog.>) ef::integer THEN
         PERFORM pg_catalog.set_config('hnsw.ef_search', LEAST(fetch_n, 1000)::text, true);
     END IF;
     RETURN QUERY EXECUTE pg_catalog.format($q$
-        SELECT n.k::pg_catalog.text, n.d
-          FROM (SELECT t.%1$I AS k,
-                       (t.%2$I OPERATOR(%4$I.<=>) $1::%4$I.vector)::pg_catalog.float8 AS d
+        SELECT n.k, n.d
+          FROM (SELECT %1$s AS k, ROW(%6$s) AS r,
+                       (t.%2$I OPERATOR(%4$I.<=>) $1::%5$s)::pg_catalog.float8 AS d
                   FROM %3$s t
                  WHERE t.%2$I IS NOT NULL
-                 ORDER BY t.%2$I OPERATOR(%4$I.<=>) $1::%4$I.vector
+                 ORDER BY t.%2$I OPERATOR(%4$I.<=>) $1::%5$s
                  LIMIT $2) n
-         WHERE NOT (n.k OPERATOR(pg_catalog.=) ANY ($3::%5$s[]))
-         ORDER BY n.d, n.k
-         LIMIT $4$q$, key_col, vector_column, tbl, vschema, key_type)
+         WHERE NOT (n.k OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]))
+         ORDER BY n.d, n.r
+         LIMIT $4$q$, @extschema@.clip_row_key_sql(keys, 't'), vector_column, tbl, vschema,
+        vtype, (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', u.c), ', ' ORDER BY u.i)
+                  FROM pg_catalog.unnest(keys) WITH ORDINALITY AS u(c, i)))
     USING q, fetch_n, excluded, k;
     PERFORM pg_catalog.set_config('hnsw.ef_search', ef, true);
 END

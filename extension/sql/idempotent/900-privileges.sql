@@ -12,6 +12,10 @@ DECLARE
     role_name name;
     fn regprocedure;
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'pgclip: clip_grant_usage writes to the database, but this server is a read-only standby'
+              USING ERRCODE = '25006', HINT = 'Run it on the primary (the server where pg_is_in_recovery() is false); the grants reach the standbys by replication.';
+    END IF;
     SELECT n.nspname INTO STRICT ext_schema
       FROM pg_catalog.pg_extension e
       JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace

@@ -65,8 +65,11 @@ def partition_root(plpy: Any, relid: int) -> int:
 
 
 def pin_search_path(plpy: Any) -> None:
-    """For procedures, which may not have a SET clause when they COMMIT: pin it per transaction."""
+    """For procedures, which may not have a SET clause when they COMMIT: pin it per transaction.
+    JIT goes off too: a procedure's first queries (a count over a large table) could load LLVM
+    before the model's torch, an order that crashes a backend (pgclip.runtime refuses it)."""
     plpy.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+    plpy.execute("SET LOCAL jit = off")
 
 
 def extension_schema(plpy: Any, extension: str = "pgclip") -> str:

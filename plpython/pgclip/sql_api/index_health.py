@@ -4,7 +4,9 @@ For a sample of the column's own vectors as queries, the nearest k rows through 
 against the nearest k by a sequential scan. The index scans run under the session's
 hnsw.ef_search and iterative-scan settings, as a plain ``ORDER BY ... LIMIT k`` query would
 (one scan returns at most ef_search rows unless iterative scans are on). Costs one
-sequential scan of the table per sampled query.
+sequential scan of the table per sampled query. A ``halfvec`` column is measured in its own
+type (the queries are cast to it); a partitioned table through the index scans of all its
+partitions, as its searches run, and the partitioned index is named.
 """
 
 from __future__ import annotations
@@ -20,6 +22,25 @@ from pgclip.sql_api.columns import registered
 MAX_SAMPLE = 10_000
 MAX_K = 1_000
 _INDEX_SCAN = re.compile(r"Index Scan using (\S+) on ")
+
+
+def _partitioned_index(plpy: Any, relid: int, scanned: str) -> str:
+    """The index a plan scans, as its table names it: a partitioned table's plan scans each
+    partition's index, which belongs to the partitioned index that clip_auto_embed made."""
+    plan = catalog.plan(
+        plpy,
+        "partitioned_index",
+        "SELECT pg_catalog.quote_ident(r.relname) AS name FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid "
+        "JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) COALESCE("
+        "pg_catalog.pg_partition_root(c.oid)::pg_catalog.oid, c.oid) "
+        "WHERE COALESCE(pg_catalog.pg_partition_root(i.indrelid)::pg_catalog.oid, i.indrelid) "
+        "OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
+        "AND pg_catalog.quote_ident(c.relname) OPERATOR(pg_catalog.=) $2",
+        ["pg_catalog.int8", "pg_catalog.text"],
+    )
+    rows = plpy.execute(plan, [relid, scanned])
+    return rows[0]["name"] if rows else scanned
 
 
 def index_recall(
@@ -80,13 +101,14 @@ def index_recall(
                 )
                 found = _INDEX_SCAN.search(plan)
                 if found is None:
+                    ops = "halfvec_cosine_ops" if col.is_halfvec else "vector_cosine_ops"
                     raise NoUsableIndex(
                         f"no index on {col.table} serves ORDER BY {col.vector_column} <=> ...",
                         detail="Searches with <=> on it scan the whole table.",
                         hint=f"CREATE INDEX ON {col.table} USING hnsw "
-                        f"({q(col.vector_column)} vector_cosine_ops);",
+                        f"({q(col.vector_column)} {ops});",
                     )
-                index_name = found.group(1)
+                index_name = _partitioned_index(plpy, col.table_oid, found.group(1))
             approx = [[r["d"] for r in plpy.execute(by_index, [v, k])] for v in queries]
         finally:
             catalog.set_local(plpy, "enable_seqscan", seqscan)

@@ -3,7 +3,8 @@ re-tag every row after a vocabulary changed, committing per batch.
 
 The walk goes through the table's blocks in ctid order, a batch of blocks at a time, locking
 the rows it reads. A row it rewrites may move to a block it has yet to scan: such rows are
-remembered and skipped when reached, so each row is tagged once.
+remembered and skipped when reached, so each row is tagged once. A partitioned table is walked
+one leaf partition at a time (ctids name rows only within one relation).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from pgclip.errors import InvalidParameter
 from pgclip.sql_api import catalog, sql_errors, tagging
+from pgclip.sql_api.standby import require_primary
 from pgclip.sql_api.tagging import Tagging
 
 DEFAULT_BATCH = 1000
@@ -98,35 +100,56 @@ def _blocks_per_batch(p: _Progress, batch_size: int) -> int:
     return max(1, int(batch_size / max(rows_per_block, 1e-9)))
 
 
+def _leaves(plpy: Any, relid: int, table: str) -> list[tuple[int, str]]:
+    """The relations that store the table's rows: the table, or its leaf partitions (a
+    partitioned table has no blocks of its own, and ctids repeat across partitions)."""
+    plan = catalog.plan(plpy, "retag_leaves",
+                        "SELECT p.relid::pg_catalog.oid::pg_catalog.int8 AS oid, "
+                        "p.relid::pg_catalog.text AS name "
+                        "FROM pg_catalog.pg_partition_tree("
+                        "$1::pg_catalog.oid::pg_catalog.regclass) p "
+                        "WHERE p.isleaf ORDER BY p.level, p.relid::pg_catalog.text",
+                        ["pg_catalog.int8"])
+    found = [(int(r["oid"]), r["name"]) for r in plpy.execute(plan, [relid])]
+    return found or [(relid, table)]
+
+
 def retag_rows(plpy: Any, relid: int, table: str, t: Tagging, batch_size: int,
                 commit: bool) -> _Progress:
-    p = _retag_start(plpy, relid, table, t)
-    step = _blocks_per_batch(p, batch_size)
-    block = 0
+    leaves = [(oid, name, _retag_start(plpy, oid, name, t))
+              for oid, name in _leaves(plpy, relid, table)]
+    total = _Progress(sum(p.total for _, _, p in leaves), sum(p.blocks for _, _, p in leaves))
     start = time.monotonic()
     if commit:
-        plpy.notice(f"clip_retag {table}.{t.tags_column}: {p.total} rows to tag "
+        plpy.notice(f"clip_retag {table}.{t.tags_column}: {total.total} rows to tag "
                     f"in batches of about {batch_size}")
-    while block < p.blocks:
-        with sql_errors(plpy):
+    for leaf_relid, leaf, p in leaves:
+        step = _blocks_per_batch(p, batch_size)
+        block = 0
+        while block < p.blocks:
+            before = p.scanned, p.changed
+            with sql_errors(plpy):
+                if commit:
+                    catalog.pin_search_path(plpy)
+                _retag_blocks(plpy, leaf_relid, leaf, t, block, step, p)
+            total.scanned += p.scanned - before[0]
+            total.changed += p.changed - before[1]
+            block += step
             if commit:
-                catalog.pin_search_path(plpy)
-            _retag_blocks(plpy, relid, table, t, block, step, p)
-        block += step
-        if commit:
-            plpy.commit()  # keep the work done so far if we are stopped later
-            elapsed = time.monotonic() - start
-            rate = p.scanned / elapsed if elapsed > 0 else 0.0
-            done = min(p.scanned, p.total)
-            plpy.notice(f"clip_retag {table}.{t.tags_column}: {done}/{p.total} "
-                        f"({100 * done / max(p.total, 1):.0f}%), {p.changed} changed, "
-                        f"{rate:.0f} rows/s")
-    return p
+                plpy.commit()  # keep the work done so far if we are stopped later
+                elapsed = time.monotonic() - start
+                rate = total.scanned / elapsed if elapsed > 0 else 0.0
+                done = min(total.scanned, total.total)
+                plpy.notice(f"clip_retag {table}.{t.tags_column}: {done}/{total.total} "
+                            f"({100 * done / max(total.total, 1):.0f}%), {total.changed} "
+                            f"changed, {rate:.0f} rows/s")
+    return total
 
 
 def retag(plpy: Any, tbl: str, tags_column: str | None, batch_size: int | None) -> None:
     """The clip_retag procedure: re-tag every row, committing per batch, NOTICE progress."""
     with sql_errors(plpy):
+        require_primary(plpy, "clip_retag")
         # PL/Python gets the regclass as text in the caller's search_path: read it back there
         # (the plan names only pg_catalog types), then pin (a procedure has no SET clause).
         relid_ = catalog.relid(plpy, tbl)

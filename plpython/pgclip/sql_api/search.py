@@ -6,17 +6,30 @@ serves. An HNSW index scan returns at most ``hnsw.ef_search`` rows, and pgvector
 1,000 there: for a k up to that the search widens ef_search to k for the call; above it, it
 also turns on pgvector's iterative scan in strict order (pgvector >= 0.8.0), which keeps
 scanning until k rows are found, in exact distance order.
+
+The same statement serves a ``halfvec`` column (the query is cast to the column's type) and a
+partitioned table (a Merge Append of each partition's index scan). ``row_key`` is the key text
+of :mod:`.row_keys`: the value for a one-column key, a JSON array for a composite one.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from pgclip import embedding, images, vectors
 from pgclip.errors import InvalidParameter
-from pgclip.sql_api import catalog, check_text, columns, current_settings, embed, sql_errors
+from pgclip.sql_api import (
+    catalog,
+    check_text,
+    columns,
+    current_settings,
+    embed,
+    row_keys,
+    sql_errors,
+)
 
 EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
 MAX_SCAN_TUPLES_MAX = 2**31 - 1
@@ -75,19 +88,21 @@ def _search(
     exclude_key: str | None,
 ) -> list[tuple[str, float]]:
     k = check_k(k)
-    q = plpy.quote_ident
-    key, vec = q(col.key_column), q(col.vector_column)
+    vec = plpy.quote_ident(col.vector_column)
+    # The query is cast to the column's type (vector(d) or halfvec(d)): <=> then compares two
+    # values of that type, as the column's HNSW index does.
     dist = f"t.{vec} OPERATOR({col.vector_schema}.<=>) $1::{col.vector_type}"
     where = [f"t.{vec} IS NOT NULL"]
     if filter_sql:
         where.append(f"({filter_sql})")
     if exclude_key is not None:
-        where.append(f"t.{key} OPERATOR(pg_catalog.<>) $3::{col.key_type}")
+        where.append(f"NOT ({row_keys.key_matches(plpy, col, 't', '$3')})")
     plan = catalog.plan(
         plpy,
-        ("search", col.table_oid, col.vector_column, col.vector_type, col.key_type, filter_sql,
-         exclude_key is not None),
-        f"SELECT t.{key}::pg_catalog.text AS row_key, ({dist})::pg_catalog.float8 AS distance "
+        ("search", col.table_oid, col.vector_column, col.vector_type, col.key_columns,
+         col.key_types, filter_sql, exclude_key is not None),
+        f"SELECT {row_keys.key_text(plpy, col, 't')} AS row_key, "
+        f"({dist})::pg_catalog.float8 AS distance "
         f"FROM {col.table} t WHERE {' AND '.join(where)} ORDER BY {dist} LIMIT $2",
         ["pg_catalog.text", "pg_catalog.int8", "pg_catalog.text"],
     )
@@ -121,29 +136,54 @@ def search_image(
         return _search(plpy, col, qvec, k, filter_sql, None)
 
 
+def check_key(col: columns.Column, row_key: Any) -> str:
+    """The key text of a row as search results give it: the value for a one-column key, a
+    JSON array (``["eu", 42]``) for a composite key.
+
+    Raises:
+        InvalidParameter: a composite key that is not a JSON array of one value per column.
+    """
+    text = str(row_key)
+    if len(col.key_columns) == 1:
+        return text
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or len(values) != len(col.key_columns):
+        raise InvalidParameter(
+            f"{col.table} has the composite key {row_keys.key_label(col)}: "
+            f"{text[:60]!r} does not name a row",
+            hint=f"Pass the key as a JSON array of {len(col.key_columns)} values, as search "
+            "results give it in row_key, e.g. '[\"eu\", 42]'.",
+        )
+    return text
+
+
 def search_similar(
     plpy: Any, relid: int, row_key: Any, k: int, vector_column: str | None, filter_sql: str | None
 ) -> list[tuple[str, float]]:
     with sql_errors(plpy):
         col = columns.registered(plpy, relid, vector_column)
         check_k(k)
-        q = plpy.quote_ident
+        key = check_key(col, row_key)
         plan = catalog.plan(
             plpy,
-            ("row_vector", col.table_oid, col.vector_column, col.key_type),
-            f"SELECT t.{q(col.vector_column)}::pg_catalog.text AS v FROM {col.table} t "
-            f"WHERE t.{q(col.key_column)} OPERATOR(pg_catalog.=) $1::{col.key_type}",
+            ("row_vector", col.table_oid, col.vector_column, col.key_columns, col.key_types),
+            f"SELECT t.{plpy.quote_ident(col.vector_column)}::pg_catalog.text AS v "
+            f"FROM {col.table} t WHERE {row_keys.key_matches(plpy, col, 't', '$1')}",
             ["pg_catalog.text"],
         )
-        rows = plpy.execute(plan, [str(row_key)])
+        rows = plpy.execute(plan, [key])
+        label = row_keys.key_label(col)
         if not rows:
             raise InvalidParameter(
-                f"{col.table} has no row with {col.key_column} = {row_key}",
+                f"{col.table} has no row with {label} = {key}",
                 hint="Pass the key of an existing row.",
             )
         if rows[0]["v"] is None:
             raise InvalidParameter(
-                f"row {col.key_column} = {row_key} of {col.table} has no vector yet",
+                f"row {label} = {key} of {col.table} has no vector yet",
                 hint="Run CALL clip_backfill(...) or check clip_errors.",
             )
-        return _search(plpy, col, rows[0]["v"], k, filter_sql, str(row_key))
+        return _search(plpy, col, rows[0]["v"], k, filter_sql, key)

@@ -34,6 +34,7 @@ from pgclip.sql_api import (
     sql_errors,
 )
 from pgclip.sql_api.classify import embed_texts, labels
+from pgclip.sql_api.standby import require_primary
 
 TRIGGER_FUNCTION = "clip_tags_trigger"
 MAX_VOCABULARIES = 16
@@ -200,15 +201,16 @@ def trigger_name(tags_column: str, event: str) -> str:
 
 
 def _vector_column(plpy: Any, relid: int, table: str, name: str, dim: int | None) -> str:
-    """Check that ``name`` is a vector column (of ``dim`` dimensions if it declares them);
-    returns its quoted type schema."""
+    """Check that ``name`` is a vector or halfvec column (of ``dim`` dimensions if it declares
+    them); returns its quoted type schema."""
     col = catalog.column(plpy, relid, name)
     if col is None:
         raise InvalidParameter(f'column "{name}" of {table} does not exist',
                                hint="Name the vector column that holds the image embeddings.")
-    if col["typname"] != "vector":
-        raise WrongType(f'column "{name}" of {table} is {col["type"]}, not vector',
-                        hint="Tag from a pgvector vector column (see clip_auto_embed()).")
+    if col["typname"] not in ("vector", "halfvec"):
+        raise WrongType(f'column "{name}" of {table} is {col["type"]}, not vector or halfvec',
+                        hint="Tag from a pgvector vector or halfvec column "
+                        "(see clip_auto_embed()).")
     if dim is not None and col["typmod"] > 0 and col["typmod"] != dim:
         raise WrongType(f'column "{name}" of {table} is {col["type"]}, but the model makes '
                         f"{dim}-d vectors", hint="Set pgclip.model to the model of that column.")
@@ -252,6 +254,7 @@ def enable_tagging(plpy: Any, relid: int, vector_column: str, tags_column: str,
     """clip_tagging_enable(): tags column, GIN index, triggers; tags existing rows if asked."""
     q = plpy.quote_ident
     with sql_errors(plpy):
+        require_primary(plpy, "clip_tagging_enable")
         table = catalog.table_name(plpy, relid)
         s = current_settings(plpy)
         lm = current_model(s)
@@ -305,6 +308,7 @@ def _has_gin_index(plpy: Any, relid: int, column: str) -> bool:
 def disable_tagging(plpy: Any, relid: int, tags_column: str | None, drop_column: bool) -> None:
     q = plpy.quote_ident
     with sql_errors(plpy):
+        require_primary(plpy, "clip_tagging_disable")
         table = catalog.table_name(plpy, relid)
         t = tagging_of(plpy, relid, table, tags_column)
         for event in ("INSERT", "UPDATE"):
