@@ -18,7 +18,10 @@ from bench import cases, report
 from bench.common import ROOT, TINY, VIT, cluster_url, connect, ensure_checkpoint, log, machine
 from bench.common import recreate_db as _recreate_db
 
-ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "omp", "search")
+ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "omp", "search",
+             "parallel", "async", "partitions")
+# --quick: the sizes of the parallel, async and partitions cases for a smoke run
+QUICK = {"async_rows": 200, "async_seconds": 6.0, "partition_rows": 5000}
 
 
 def main() -> None:
@@ -38,6 +41,30 @@ def main() -> None:
                     help="reuse tables and HNSW indexes of an earlier search run of that size")
     ap.add_argument("--search-full", action="store_true",
                     help="also build HNSW on the inline (STORAGE PLAIN) vector table")
+    ap.add_argument("--parallel-rows", type=int, default=64,
+                    help="rows of the ViT-B-32 parallel backfill (pgclip-tiny: 32x)")
+    ap.add_argument("--async-rows", type=int, default=1000,
+                    help="images per COPY into the async, sync and plain tables")
+    ap.add_argument("--async-sync-rows", type=int, default=32,
+                    help="images per COPY into the sync ViT-B-32 column (the contrast)")
+    ap.add_argument("--async-seconds", type=float, default=20.0,
+                    help="seconds the writer of the lag measurement runs, per worker count")
+    ap.add_argument("--async-load", type=float, default=0.6,
+                    help="the writer's rate as a share of what 1 worker embeds per second")
+    ap.add_argument("--async-batch", type=int, default=8,
+                    help="rows per INSERT of the lag measurement's writer")
+    ap.add_argument("--partition-rows", type=int, default=50000,
+                    help="stored vectors of the partitions case")
+    ap.add_argument("--partition-counts", default="4,16",
+                    help="hash partitions of the partitioned tables")
+    ap.add_argument("--partition-halfvec", type=int, default=4,
+                    help="partitions of the halfvec table (0: none)")
+    ap.add_argument("--partition-kind", default="subspace", choices=("subspace", "uniform"),
+                    help="vector distribution of the partitions case (see the search case)")
+    ap.add_argument("--partition-queries", type=int, default=100)
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes for the parallel, async and partitions cases: "
+                         + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
     ap.add_argument("--name", default="latest", help="results file name (without suffix)")
     ap.add_argument("--url", default="", help="cluster URL (default: the embedded cluster)")
     args = ap.parse_args()
@@ -46,6 +73,10 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown cases: {', '.join(sorted(unknown))}")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.quick:
+        for k, v in QUICK.items():
+            if getattr(args, k) == ap.get_default(k):
+                setattr(args, k, v)
 
     started = time.time()
     ensure_checkpoint()
@@ -115,6 +146,24 @@ def main() -> None:
         for size in [int(s) for s in args.search_sizes.split(",") if s.strip()]:
             run("search", lambda s: search(url, s, args.search_full, VIT in models, kinds,
                                            args.search_reuse), size)
+    if "parallel" in selected:
+        from bench.parallel import parallel
+
+        for model in models:
+            rows = args.parallel_rows * (32 if model == TINY else 1)
+            run("parallel", lambda m, r=rows: parallel(ctx, m, r), model)
+    if "async" in selected:
+        from bench.async_queue import async_case
+
+        run("async", lambda: async_case(ctx, args.async_rows, args.async_sync_rows,
+                                        args.async_seconds, args.async_load, args.async_batch))
+    if "partitions" in selected:
+        from bench.partitions import partitions
+
+        counts = tuple(int(x) for x in args.partition_counts.split(",") if x.strip())
+        run("partitions", lambda s: partitions(url, s, counts, args.partition_halfvec,
+                                               args.partition_kind, args.partition_queries, 1),
+            args.partition_rows)
     save()
     log(f"done in {time.time() - started:.0f}s: {Path(out_dir, args.name)}.md / .json")
     print(json.dumps({"meets": report.targets(results)}, indent=1))

@@ -21,6 +21,7 @@ from bench.common import (
     STATE,
     VIT,
     RawWorker,
+    backend_cpu,
     backend_memory,
     backend_python,
     backend_stats,
@@ -70,11 +71,6 @@ def _timed(conn: psycopg.Connection, sql: str, params: Any = None) -> float:
     t0 = time.perf_counter()
     conn.execute(sql, params)
     return time.perf_counter() - t0
-
-
-def _backend_cpu(conn: psycopg.Connection) -> float:
-    """CPU seconds the backend process has used (all its threads)."""
-    return float(backend_python(conn, "import time\nresult = time.process_time()"))
 
 
 def _forward_seconds(conn: psycopg.Connection) -> float:
@@ -167,9 +163,9 @@ def throughput(ctx: Context, model: str) -> dict[str, Any]:
             def in_backend(run: Callable[[], float]) -> Callable[[], tuple[float, float]]:
                 """(wall, CPU seconds of the backend, every thread) of one run."""
                 def measured() -> tuple[float, float]:
-                    c0 = _backend_cpu(conn)
+                    c0 = backend_cpu(conn)
                     wall = run()
-                    return wall, _backend_cpu(conn) - c0
+                    return wall, backend_cpu(conn) - c0
                 return measured
 
             def trigger_insert() -> float:

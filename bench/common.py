@@ -237,6 +237,11 @@ def backend_python(conn: psycopg.Connection, code: str) -> Any:
     return json.loads(notices[-1])
 
 
+def backend_cpu(conn: psycopg.Connection) -> float:
+    """CPU seconds the backend process has used (all its threads)."""
+    return float(backend_python(conn, "import time\nresult = time.process_time()"))
+
+
 def backend_stats(conn: psycopg.Connection) -> dict[str, Any]:
     return backend_python(
         conn, "from pgclip.sql_api import stats\nresult = stats.backend_stats()")

@@ -3,7 +3,9 @@
 
 Commands: ``load`` (how: ``import`` = only import torch and open_clip, ``open_clip`` = its own
 create_model_and_transforms, ``pgclip`` = pgclip.loading's fast path), ``embed_images`` /
-``embed_texts`` (decode or tokenise, forward, normalise; batch 1 or N), ``quit``.
+``embed_texts`` (decode or tokenise, forward, normalise; batch 1 or N),
+``embed_images_loader`` (the same for images, decoded and preprocessed by a torch
+``DataLoader``'s worker processes while this one runs the forward passes), ``quit``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,51 @@ def _embed_images(files: list[str], batch: int) -> dict[str, Any]:
             "n": len(data)}
 
 
+class _Jpegs:
+    """A map-style dataset of JPEG files held in memory: decode and preprocess one."""
+
+    def __init__(self, data: list[bytes], preprocess: Any) -> None:
+        self.data, self.preprocess = data, preprocess
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> Any:
+        from PIL import Image
+
+        return self.preprocess(Image.open(io.BytesIO(self.data[i])).convert("RGB"))
+
+
+_loaders: dict[tuple[tuple[str, ...], int, int], Any] = {}
+
+
+def _embed_images_loader(files: list[str], batch: int, workers: int, threads: int
+                         ) -> dict[str, Any]:
+    """A DataLoader with ``workers`` processes (kept between calls, so that only the first call
+    pays for starting them) feeds forward passes on ``threads`` torch threads."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    key = (tuple(files), batch, workers)
+    if key not in _loaders:
+        data = [open(f, "rb").read() for f in files]
+        _loaders[key] = DataLoader(_Jpegs(data, _state["preprocess"]),  # type: ignore[arg-type]
+                                   batch_size=batch, num_workers=workers,
+                                   persistent_workers=workers > 0)
+    torch.set_num_threads(threads)
+    m, dtype = _state["model"], _state["dtype"]
+    t0, c0, n = time.perf_counter(), time.process_time(), 0
+    with torch.inference_mode():
+        for x in _loaders[key]:
+            if dtype is not None and dtype != torch.float32:
+                x = x.to(dtype)
+            F.normalize(m.encode_image(x).float(), dim=-1).numpy()
+            n += len(x)
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "n": n}
+
+
 def _embed_texts(texts: list[str], batch: int) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
@@ -92,6 +139,8 @@ def main() -> None:
                 reply = _load(**req)
             elif cmd == "embed_images":
                 reply = _embed_images(**req)
+            elif cmd == "embed_images_loader":
+                reply = _embed_images_loader(**req)
             elif cmd == "embed_texts":
                 reply = _embed_texts(**req)
             else:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import report_scale
 from bench.common import TINY, VIT
 
 
@@ -100,7 +101,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                     "measured": f"min cosine {cos:.4f}; speed-up " + ", ".join(
                         f"{k} {v:.2f}x" for k, v in prec["bf16_speedup"].items()),
                     "met": cos >= 0.99})
-    return out
+    return out + report_scale.targets(c)
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -272,6 +273,7 @@ def markdown(res: dict[str, Any]) -> str:
             parts.append(f"\n`ORDER BY emb <=> (SELECT clip_embed_text('...')) LIMIT 10` ({VIT}): "
                          f"first {_f(tq['first_ms_p50'])} ms, same text again "
                          f"{_f(tq['repeated_ms_p50'])} ms (query cache).\n")
+    parts.append(report_scale.markdown(c))
     return "".join(parts)
 
 

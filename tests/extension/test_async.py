@@ -212,3 +212,13 @@ def test_bad_mode_is_a_clear_error(conn, bad: str) -> None:
     assert "'async'" in e.value.diag.message_hint
     with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
         conn.execute("CALL clip_worker('as_mode')")
+
+
+def test_remove_forgets_the_queue(conn) -> None:
+    conn.execute("DROP TABLE IF EXISTS as_rm")
+    conn.execute("CREATE TABLE as_rm (id int PRIMARY KEY, caption text)")
+    conn.execute("SELECT clip_auto_embed('as_rm', 'caption', 'text', mode => 'async')")
+    conn.execute("INSERT INTO as_rm SELECT g, 'row ' || g FROM generate_series(1, 5) g")
+    assert queued(conn, "as_rm") == 5
+    conn.execute("SELECT clip_auto_embed_remove('as_rm')")
+    assert queued(conn, "as_rm") == 0

@@ -242,15 +242,17 @@ def remove(plpy: Any, relid: int, vector_column: str | None, drop_column: bool) 
         standby.require_primary(plpy, "clip_auto_embed_remove")
         col = columns.registered(plpy, relid, vector_column)
         partitions.drop_triggers(plpy, col)
-        plpy.execute(
-            plpy.prepare(
-                f"DELETE FROM {catalog.extension_schema(plpy)}.clip_columns WHERE table_oid "
-                "OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
-                "AND vector_column OPERATOR(pg_catalog.=) $2",
-                ["pg_catalog.int8", "pg_catalog.name"],
-            ),
-            [col.table_oid, col.vector_column],
-        )
+        schema = catalog.extension_schema(plpy)
+        for registry in ("clip_queue", "clip_columns"):  # clip_errors: ON DELETE CASCADE
+            plpy.execute(
+                plpy.prepare(
+                    f"DELETE FROM {schema}.{registry} WHERE table_oid "
+                    "OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
+                    "AND vector_column OPERATOR(pg_catalog.=) $2",
+                    ["pg_catalog.int8", "pg_catalog.name"],
+                ),
+                [col.table_oid, col.vector_column],
+            )
         if drop_column:
             plpy.execute(f"ALTER TABLE {col.table} DROP COLUMN {q(col.vector_column)}")
         catalog.forget_plans()  # plans that name the column or its triggers
