@@ -241,6 +241,75 @@ def test_immediate_stop_during_backfill(crash_cluster, crash_db, images) -> None
         assert_index_matches_seqscan(c, table)
 
 
+def test_immediate_stop_during_parallel_backfill_and_worker(crash_cluster, crash_db,
+                                                            images) -> None:
+    """Two sessions backfilling one column and a worker draining an async column when the
+    server stops: every row is whole (a vector, an error row, or still pending / queued),
+    committed batches are whole, and the next runs finish the rest, each row once."""
+    sync_t, async_t, rows, batch = "crash_par", "crash_async", 600, 20
+    rng = random.Random(7)
+    _make_table(crash_db, sync_t, [(i, BAD if rng.random() < 0.1 else rng.choice(images))
+                                   for i in range(rows)])
+    with _connect(crash_db) as c:
+        c.execute(f"DROP TABLE IF EXISTS {async_t}")
+        c.execute(f"CREATE TABLE {async_t} (id bigint PRIMARY KEY, image bytea)")
+        c.execute(f"SELECT clip_auto_embed('{async_t}', 'image', 'image', mode => 'async')")
+        with c.cursor() as cur:
+            cur.executemany(f"INSERT INTO {async_t} VALUES (%s, %s)",
+                            [(i, rng.choice(images)) for i in range(rows // 2)])
+    progress: list[list[str]] = [[], [], []]
+    failure: list[BaseException] = []
+    calls = [f"CALL clip_backfill('{sync_t}', batch_size => {batch})"] * 2 + [
+        f"CALL clip_worker('{async_t}', batch_size => {batch})"]
+
+    def run(i: int) -> None:
+        try:
+            with _connect(crash_db) as c:
+                c.add_notice_handler(lambda d: progress[i].append(d.message_primary or ""))
+                c.execute(calls[i])
+        except psycopg.OperationalError:
+            return
+        except BaseException as e:  # reported below
+            failure.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 180
+    while (min(sum("rows/s" in n for n in p) for p in progress) < 3
+           and time.monotonic() < deadline and all(t.is_alive() for t in threads)):
+        time.sleep(0.01)
+    assert min(sum("rows/s" in n for n in p) for p in progress) >= 3, (failure, progress)
+    _crash_and_restart(crash_cluster)
+    for t in threads:
+        t.join(timeout=60)
+    assert not failure, failure
+
+    with _connect(crash_db) as c:
+        s = state(c, sync_t)
+        done = s.vectors + s.errors
+        assert done % batch == 0 and 6 * batch <= done < rows  # whole committed batches
+        assert s.missing == s.pending == rows - done
+        embedded, queued, lost = c.execute(f"""
+            SELECT count(t.image_embedding), count(q.row_key),
+                   count(*) FILTER (WHERE t.image_embedding IS NULL AND q.row_key IS NULL)
+              FROM {async_t} t LEFT JOIN clip_queue q
+                ON q.table_oid = '{async_t}'::regclass AND q.row_key = t.id::text""").fetchone()
+        assert lost == 0 and embedded % batch == 0 and embedded + queued == rows // 2
+        assert 3 * batch <= embedded < rows // 2
+        stats = "SELECT (clip_backend_stats()->>'rows_embedded')::int"
+        c.execute(f"CALL clip_backfill('{sync_t}')")
+        c.execute(f"CALL clip_worker('{async_t}')")
+        after = state(c, sync_t)
+        assert after.missing == after.pending == 0 and after.vectors + after.errors == rows
+        # Each row left was embedded once, by this session: none twice, none skipped.
+        new_errors = after.errors - s.errors
+        assert c.execute(stats).fetchone()[0] == rows - done - new_errors + queued
+        assert c.execute(f"SELECT count(image_embedding) FROM {async_t}").fetchone()[0] == (
+            rows // 2)
+        assert_index_matches_seqscan(c, sync_t)
+
+
 def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> None:
     table = "crash_sessions"
     _make_table(crash_db, table)
