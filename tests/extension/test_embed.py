@@ -94,7 +94,7 @@ def test_volatility_and_strictness(conn: psycopg.Connection) -> None:
 
 def test_every_function_pins_search_path(conn: psycopg.Connection) -> None:
     """Functions pin it with SET; a procedure that COMMITs may not have a SET clause, so it
-    pins search_path itself in every transaction (pin_search_path in sql_api.autoembed)."""
+    pins search_path itself in every transaction (catalog.pin_transaction)."""
     rows = conn.execute(
         "SELECT p.oid::regprocedure::text, p.proconfig, p.prokind, p.prosrc FROM pg_proc p "
         "JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass "
@@ -108,7 +108,7 @@ def test_every_function_pins_search_path(conn: psycopg.Connection) -> None:
             module, func = re.search(r"^(\w+)\.(\w+)\(plpy", src, re.M).groups()
             code = inspect.getsource(getattr(importlib.import_module(f"pgclip.sql_api.{module}"),
                                              func))
-            assert "pin_search_path(plpy)" in code, name
+            assert "pin_transaction(plpy)" in code, name
         else:
             assert config and "search_path=pg_catalog, pg_temp" in config, name
 

@@ -23,27 +23,6 @@ _BATCH_TYPES = ["pg_catalog.text", "pg_catalog.int8", "pg_catalog.name", "pg_cat
                 "pg_catalog.timestamptz"]
 
 
-def _skip_failed(plpy: Any, col: columns.Column, retry_failed: bool) -> str:
-    """A predicate that leaves out rows logged in clip_errors (when retrying: those logged
-    again during this run)."""
-    return (
-        f" AND NOT EXISTS (SELECT 1 FROM {catalog.extension_schema(plpy)}.clip_errors e "
-        "WHERE e.table_oid OPERATOR(pg_catalog.=) $2::pg_catalog.oid "
-        "AND e.vector_column OPERATOR(pg_catalog.=) $3 "
-        f"AND e.row_key OPERATOR(pg_catalog.=) {row_keys.key_text(plpy, col, 't')}"
-        + (" AND e.failed_at OPERATOR(pg_catalog.>=) $5)" if retry_failed else ")")
-    )
-
-
-def _count_query(plpy: Any, col: columns.Column, retry_failed: bool) -> str:
-    q = plpy.quote_ident
-    return (
-        f"SELECT pg_catalog.count(*) AS n FROM {col.table} t "
-        f"WHERE t.{q(col.vector_column)} IS NULL AND t.{q(col.source_column)} IS NOT NULL"
-        + ("" if retry_failed else _skip_failed(plpy, col, False))
-    )
-
-
 def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool, lock: bool,
                  after: bool) -> str:
     """Pending rows (``after``: with keys after key $1), at most $4, in key order; ``lock``:
@@ -57,7 +36,8 @@ def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool, lock: bool,
         f"WHERE t.{vec} IS NULL AND t.{src} IS NOT NULL "
         + (f"AND {row_keys.key_after(plpy, col, 't', '$1')}" if after
            else "AND $1::pg_catalog.text IS NULL")
-        + _skip_failed(plpy, col, retry_failed)
+        + " AND " + columns.not_logged(plpy, col, "t", "$2", "$3",
+                                       since="$5" if retry_failed else None)
         + f" ORDER BY {row_keys.key_order(plpy, col, 't')} LIMIT $4"
         + (" FOR NO KEY UPDATE OF t SKIP LOCKED" if lock else "")
     )
@@ -90,33 +70,32 @@ def backfill(
     """The clip_backfill procedure: claim a batch, embed, commit; NOTICE progress."""
     with sql_errors(plpy):
         standby.require_primary(plpy, "clip_backfill")
-        catalog.pin_search_path(plpy)
+        catalog.pin_transaction(plpy)
         col = columns.registered(plpy, relid, vector_column)
         policy = autoembed.check_on_error(on_error) if on_error else col.on_error
         size = batch or columns.batch_size(plpy)
         if size < 1:
             raise InvalidParameter(f"batch_size must be positive, got {size}", hint="Use e.g. 32.")
         run_start = plpy.execute("SELECT pg_catalog.now()::pg_catalog.text AS t")[0]["t"]
-        params = [None, col.table_oid, col.vector_column, 0, run_start]
-        count = plpy.prepare(_count_query(plpy, col, retry_failed), _BATCH_TYPES)
-        total = plpy.execute(count, params)[0]["n"]
+        total = columns.count_pending(plpy, col, include_failed=retry_failed)
         if max_rows is not None:
             total = min(total, max_rows)
         plpy.notice(
             f"clip_backfill {col.table}.{col.vector_column}: {total} rows to embed "
             f"in batches of {size}"
         )
-        queries = [_batch_query(plpy, col, retry_failed, lock=True, after=a) for a in (False, True)]
+        plans = [plpy.prepare(_batch_query(plpy, col, retry_failed, lock=True, after=a),
+                              _BATCH_TYPES) for a in (False, True)]
     done = failed = 0
     last = None
     swept = False  # walked from the start once more after the end
     start = time.monotonic()
     while total and (max_rows is None or done + failed < max_rows):
         with sql_errors(plpy):
-            catalog.pin_search_path(plpy)
+            catalog.pin_transaction(plpy)
             take = size if max_rows is None else min(size, max_rows - done - failed)
-            plan = plpy.prepare(queries[last is not None], _BATCH_TYPES)
-            rows = plpy.execute(plan, [last, col.table_oid, col.vector_column, take, run_start])
+            rows = plpy.execute(plans[last is not None],
+                                [last, col.table_oid, col.vector_column, take, run_start])
             if not rows:
                 if last is None or swept:
                     break

@@ -64,7 +64,7 @@ def partition_root(plpy: Any, relid: int) -> int:
     return int(plpy.execute(p, [relid])[0]["r"])
 
 
-def pin_search_path(plpy: Any) -> None:
+def pin_transaction(plpy: Any) -> None:
     """For procedures, which may not have a SET clause when they COMMIT: pin it per transaction.
     JIT goes off too: a procedure's first queries (a count over a large table) could load LLVM
     before the model's torch, an order that crashes a backend (pgclip.runtime refuses it)."""

@@ -63,28 +63,22 @@ _RELATION = """
     SELECT $1::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text AS table_name,
            COALESCE(pg_catalog.pg_partition_root($1::pg_catalog.oid)::pg_catalog.oid,
                     $1::pg_catalog.oid)::pg_catalog.int8 AS root,
-           ARRAY(SELECT a.attname FROM pg_catalog.pg_index i,
-                        pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(attnum, n)
-                   JOIN pg_catalog.pg_attribute a ON a.attnum OPERATOR(pg_catalog.=) u.attnum
-                  WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisprimary
-                    AND a.attrelid OPERATOR(pg_catalog.=) i.indrelid ORDER BY u.n) AS keys,
-           ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_index i,
-                        pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(attnum, n)
-                   JOIN pg_catalog.pg_attribute a ON a.attnum OPERATOR(pg_catalog.=) u.attnum
-                  WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisprimary
-                    AND a.attrelid OPERATOR(pg_catalog.=) i.indrelid ORDER BY u.n) AS key_types,
-           (SELECT pg_catalog.format_type(v.atttypid, v.atttypmod)
-              FROM pg_catalog.pg_attribute v
-             WHERE v.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
-               AND v.attname OPERATOR(pg_catalog.=) $2 AND NOT v.attisdropped) AS vector_type,
-           (SELECT v.atttypmod FROM pg_catalog.pg_attribute v
-             WHERE v.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
-               AND v.attname OPERATOR(pg_catalog.=) $2 AND NOT v.attisdropped) AS dim,
-           (SELECT pg_catalog.quote_ident(tn.nspname) FROM pg_catalog.pg_attribute v
-              JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) v.atttypid
-              JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
-             WHERE v.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
-               AND v.attname OPERATOR(pg_catalog.=) $2 AND NOT v.attisdropped) AS vector_schema"""
+           k.keys, k.key_types, v.vector_type, v.dim, v.vector_schema
+      FROM (SELECT pg_catalog.array_agg(a.attname ORDER BY u.n) AS keys,
+                   pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod)
+                                        ORDER BY u.n) AS key_types
+              FROM pg_catalog.pg_index i,
+                   pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(attnum, n)
+              JOIN pg_catalog.pg_attribute a ON a.attnum OPERATOR(pg_catalog.=) u.attnum
+             WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisprimary
+               AND a.attrelid OPERATOR(pg_catalog.=) i.indrelid) k
+      LEFT JOIN (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS vector_type,
+                        a.atttypmod AS dim, pg_catalog.quote_ident(n.nspname) AS vector_schema
+                   FROM pg_catalog.pg_attribute a
+                   JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace
+                  WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+                    AND a.attname OPERATOR(pg_catalog.=) $2 AND NOT a.attisdropped) v ON true"""
 
 
 def _relation(plpy: Any, relid: int, vector_column: str) -> dict[str, Any]:
@@ -255,6 +249,35 @@ def _clear_errors(plpy: Any, col: Column, keys: list[str]) -> None:
         ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.text[]"],
     )
     plpy.execute(plan, [col.table_oid, col.vector_column, keys])
+
+
+def not_logged(plpy: Any, col: Column, alias: str, oid: str = "$1", name: str = "$2",
+               since: str | None = None) -> str:
+    """SQL predicate: row ``alias`` has no row in clip_errors (with ``since``: none logged at
+    or after that timestamp). ``oid``, ``name``: the parameters holding the column."""
+    return (
+        f"NOT EXISTS (SELECT 1 FROM {catalog.extension_schema(plpy)}.clip_errors e "
+        f"WHERE e.table_oid OPERATOR(pg_catalog.=) {oid}::pg_catalog.oid "
+        f"AND e.vector_column OPERATOR(pg_catalog.=) {name} "
+        f"AND e.row_key OPERATOR(pg_catalog.=) {row_keys.key_text(plpy, col, alias)}"
+        + (f" AND e.failed_at OPERATOR(pg_catalog.>=) {since})" if since else ")")
+    )
+
+
+def count_pending(plpy: Any, col: Column, include_failed: bool = False) -> int:
+    """Rows of ``col.table`` with a source and no vector (and, unless ``include_failed``, no
+    logged error)."""
+    q = plpy.quote_ident
+    plan = catalog.plan(
+        plpy,
+        ("count_pending", col.table, col.vector_column, col.source_column, col.key_columns,
+         include_failed),
+        f"SELECT pg_catalog.count(*) AS n FROM {col.table} t "
+        f"WHERE t.{q(col.vector_column)} IS NULL AND t.{q(col.source_column)} IS NOT NULL"
+        + ("" if include_failed else f" AND {not_logged(plpy, col, 't')}"),
+        ["pg_catalog.int8", "pg_catalog.name"],
+    )
+    return int(plpy.execute(plan, [col.table_oid, col.vector_column])[0]["n"])
 
 
 def has_errors(plpy: Any, col: Column) -> bool:

@@ -122,7 +122,7 @@ def sync(plpy: Any, root: int) -> None:
                 part = columns.on_relation(plpy, col, int(m["oid"]))
                 if col.mode == "async":
                     queue.enqueue_pending(plpy, part)
-                elif queue.count_pending(plpy, part):
+                elif columns.count_pending(plpy, part):
                     plpy.notice(
                         f"pgclip: rows of the new partition {m['name']} have no "
                         f"{col.vector_column} yet; CALL clip_backfill('{col.table}') embeds them"

@@ -33,16 +33,6 @@ def check_mode(mode: str) -> str:
     return m
 
 
-def _not_failed(plpy: Any, col: columns.Column, alias: str) -> str:
-    schema = catalog.extension_schema(plpy)
-    return (
-        f"NOT EXISTS (SELECT 1 FROM {schema}.clip_errors e "
-        "WHERE e.table_oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
-        "AND e.vector_column OPERATOR(pg_catalog.=) $2 "
-        f"AND e.row_key OPERATOR(pg_catalog.=) {row_keys.key_text(plpy, col, alias)})"
-    )
-
-
 def _notify(plpy: Any, col: columns.Column) -> None:
     """NOTIFY pgclip_queue, naming the auto-embedded table (not the partition written)."""
     p = catalog.plan(plpy, "notify", "SELECT pg_catalog.pg_notify($1, "
@@ -106,7 +96,7 @@ def enqueue_pending(plpy: Any, col: columns.Column) -> int:
         f"WITH queued AS (INSERT INTO {schema}.clip_queue (table_oid, vector_column, row_key) "
         f"SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, {row_keys.key_text(plpy, col, 't')} "
         f"FROM {col.table} t WHERE t.{q(col.vector_column)} IS NULL "
-        f"AND t.{q(col.source_column)} IS NOT NULL AND {_not_failed(plpy, col, 't')} "
+        f"AND t.{q(col.source_column)} IS NOT NULL AND {columns.not_logged(plpy, col, 't')} "
         "ON CONFLICT (table_oid, vector_column, row_key) DO NOTHING RETURNING 1) "
         "SELECT pg_catalog.count(*) AS n FROM queued",
         ["pg_catalog.int8", "pg_catalog.name"],
@@ -115,20 +105,6 @@ def enqueue_pending(plpy: Any, col: columns.Column) -> int:
     if n:
         _notify(plpy, col)
     return n
-
-
-def count_pending(plpy: Any, col: columns.Column) -> int:
-    """Rows of ``col.table`` with a source, no vector and no logged error."""
-    q = plpy.quote_ident
-    plan = catalog.plan(
-        plpy,
-        ("count_pending", col.table, col.vector_column, col.source_column, col.key_columns),
-        f"SELECT pg_catalog.count(*) AS n FROM {col.table} t "
-        f"WHERE t.{q(col.vector_column)} IS NULL AND t.{q(col.source_column)} IS NOT NULL "
-        f"AND {_not_failed(plpy, col, 't')}",
-        ["pg_catalog.int8", "pg_catalog.name"],
-    )
-    return int(plpy.execute(plan, [col.table_oid, col.vector_column])[0]["n"])
 
 
 def backlog(plpy: Any, col: columns.Column) -> int:

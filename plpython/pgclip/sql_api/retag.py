@@ -130,7 +130,7 @@ def retag_rows(plpy: Any, relid: int, table: str, t: Tagging, batch_size: int,
             before = p.scanned, p.changed
             with sql_errors(plpy):
                 if commit:
-                    catalog.pin_search_path(plpy)
+                    catalog.pin_transaction(plpy)
                 _retag_blocks(plpy, leaf_relid, leaf, t, block, step, p)
             total.scanned += p.scanned - before[0]
             total.changed += p.changed - before[1]
@@ -153,7 +153,7 @@ def retag(plpy: Any, tbl: str, tags_column: str | None, batch_size: int | None) 
         # PL/Python gets the regclass as text in the caller's search_path: read it back there
         # (the plan names only pg_catalog types), then pin (a procedure has no SET clause).
         relid_ = catalog.relid(plpy, tbl)
-        catalog.pin_search_path(plpy)
+        catalog.pin_transaction(plpy)
         table = catalog.table_name(plpy, relid_)
         t = tagging.tagging_of(plpy, relid_, table, tags_column)
         size = DEFAULT_BATCH if batch_size is None else batch_size

@@ -43,7 +43,7 @@ def worker(
     (or ``max_rows`` rows were taken, or ``max_seconds`` passed); a NOTICE per batch."""
     with sql_errors(plpy):
         standby.require_primary(plpy, "clip_worker")
-        catalog.pin_search_path(plpy)
+        catalog.pin_transaction(plpy)
         size = batch or columns.batch_size(plpy)
         if size < 1:
             raise InvalidParameter(f"batch_size must be positive, got {size}", hint="Use e.g. 32.")
@@ -65,7 +65,7 @@ def worker(
             if max_seconds is not None and time.monotonic() - start >= max_seconds:
                 return _finish(plpy, done, failed, start)
             with sql_errors(plpy):
-                catalog.pin_search_path(plpy)
+                catalog.pin_transaction(plpy)
                 take = size if max_rows is None else min(size, max_rows - done - failed)
                 todo, settled = queue.claim(plpy, col, take)
                 if not todo and not settled:
