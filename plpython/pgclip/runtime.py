@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pgclip.errors import JitConflict
@@ -27,6 +28,14 @@ _threads_default: int | None = None  # torch's own choice, read at import
 _threads_wanted = 0  # pgclip.torch_threads of the latest call (0: torch's default)
 # Seconds the first ``import torch`` took in this process, until a model's timings report it.
 _import_seconds_unreported: float | None = None
+# Called before the first import (sql_api installs pgclip.admission's wait for a model slot);
+# it raises to refuse. The import is what a backend cannot give back until it exits.
+_import_gate: Callable[[], None] | None = None
+
+
+def set_import_gate(gate: Callable[[], None] | None) -> None:
+    global _import_gate
+    _import_gate = gate
 
 
 def import_torch() -> Any:
@@ -34,11 +43,15 @@ def import_torch() -> Any:
 
     Raises:
         JitConflict: LLVM is already loaded in this backend.
+        whatever the import gate raises (NoModelSlot).
     """
     global _torch_imported, _import_seconds_unreported
     if not _torch_imported:
         if "torch" not in sys.modules:
             _refuse_after_llvm_jit()
+        if _import_gate is not None:
+            _import_gate()
+        if "torch" not in sys.modules:
             if not _OPENMP_WAIT_SETTINGS & set(os.environ):
                 # Before OpenMP starts: idle threads sleep instead of spinning. With the default
                 # (spinning), a backend whose cores are busy with other backends ran batch-1

@@ -40,8 +40,10 @@ BEGIN
                               '%I.clip_errors, %I.clip_queue TO %I',
                               ext_schema, ext_schema, ext_schema, role_name);
     EXECUTE pg_catalog.format('GRANT SELECT ON %I.clip_status, %I.clip_config, '
-                              '%I.clip_tag_vocabulary, %I.clip_tag_vocabulary_version TO %I',
-                              ext_schema, ext_schema, ext_schema, ext_schema, role_name);
+                              '%I.clip_tag_vocabulary, %I.clip_tag_vocabulary_version, '
+                              '%I.clip_model_backends TO %I',
+                              ext_schema, ext_schema, ext_schema, ext_schema, ext_schema,
+                              role_name);
 END
 $$;
 COMMENT ON FUNCTION clip_grant_usage(regrole) IS

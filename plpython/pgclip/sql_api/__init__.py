@@ -15,7 +15,7 @@ from typing import Any
 import pgclip
 from pgclip import loading, registry, runtime, settings, texts
 from pgclip.errors import PgclipError
-from pgclip.sql_api import catalog
+from pgclip.sql_api import admission, catalog
 
 _error_class: Any = None
 
@@ -75,6 +75,7 @@ def current_settings(plpy: Any, schema: str | None = None) -> settings.Settings:
         f.strip() for f in (row["admin_admin_image_formats"] or "").split(",") if f.strip()
     ]
     s = settings.parse(row, admin_formats=admin_formats, admin_pins=row["admin_checkpoint_sha256"])
+    admission.install_gate(plpy)  # before anything can import torch
     loading.set_pins(s.checkpoint_pins)  # applies to every model this call then uses
     runtime.use_threads(s.torch_threads)
     return s

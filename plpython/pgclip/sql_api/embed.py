@@ -89,11 +89,11 @@ def image(plpy: Any, data: bytes) -> str:
 
 
 def model_info(plpy: Any) -> dict[str, Any]:
-    import open_clip
-    import torch
-
     with sql_errors(plpy):
-        lm = current_model(current_settings(plpy))
+        lm = current_model(current_settings(plpy))  # imports torch once a model slot is held
+        import open_clip
+        import torch
+
         return {
             "model": lm.key.model,
             "pretrained": lm.key.pretrained or registry.DEFAULT_TAGS.get(lm.key.model, ""),
