@@ -110,3 +110,29 @@ class ReadOnlyStandby(PgclipError):
     """A function that writes, called on a hot standby (``pg_is_in_recovery()``)."""
 
     sqlstate = "25006"  # read_only_sql_transaction
+
+
+class NoModelSlot(PgclipError):
+    """Every model slot (clip_config.max_model_backends) is held, and the wait for one ended."""
+
+    sqlstate = "53000"  # insufficient_resources
+
+
+class CheckpointMismatch(InvalidParameter, WeightsUnavailable):
+    """A checkpoint file whose tensors do not fit the selected model (pgclip.model): a setting
+    that does not match the file. Still a WeightsUnavailable to code that catches that."""
+
+    sqlstate = "22023"  # invalid_parameter_value
+
+
+class CorruptCheckpoint(WeightsUnavailable):
+    """A checkpoint file that is truncated or corrupt (broken header, archive or pickle)."""
+
+    sqlstate = "XX001"  # data_corrupted
+
+
+class TokenizerUnavailable(WeightsUnavailable):
+    """A model's tokenizer cannot be built: its vocabulary file, its Hugging Face tokenizer (not
+    in the cache, offline) or the package that reads it is missing."""
+
+    sqlstate = "58P01"  # undefined_file

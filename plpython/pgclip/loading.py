@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgclip import checksums, registry
+from pgclip import admission, checksums, registry
 from pgclip.errors import InvalidParameter, WeightsUnavailable, first_line
 from pgclip.mapped_load import PATH_SAFETENSORS as PATH_SAFETENSORS
 from pgclip.mapped_load import PATH_TORCH as PATH_TORCH
@@ -124,8 +124,10 @@ def get_model(key: ModelKey) -> LoadedModel:
         if _pins and os.path.isabs(lm.weights):
             checksums.verify(lm.weights, _pins)
         _cache.move_to_end(key)
+        admission.note_use(key.model, key.pretrained, key.device, key.precision)
         return lm
     lm = load_model(key)
+    admission.note_use(key.model, key.pretrained, key.device, key.precision, loaded=True)
     _cache[key] = lm
     while len(_cache) > MAX_CACHED_MODELS:
         _cache.popitem(last=False)
