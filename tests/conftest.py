@@ -159,6 +159,23 @@ def shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def vit_b32_random(shared_tmp: Path) -> Path:
+    """A ViT-B-32 checkpoint of random weights (there are no pretrained weights offline),
+    written once per session: the default model's architecture, size and load path."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    path = shared_tmp / "ViT-B-32-random.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        model = open_clip.create_model("ViT-B-32", pretrained=None)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        del model
+    return path
+
+
 def psql(cluster: Cluster, dbname: str, *args: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("psql") or str(PG_BINDIR / "psql")
     return subprocess.run(
