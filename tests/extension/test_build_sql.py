@@ -146,7 +146,7 @@ def test_an_unreleased_frozen_script_is_refused(ext: Path) -> None:
 
 
 def test_upgrades_skip_exactly_what_each_release_shipped(ext: Path) -> None:
-    (ext / "sql" / "incremental" / "060-later.sql").write_text("CREATE TABLE later ();\n")
+    (ext / "sql" / "incremental" / "070-later.sql").write_text("CREATE TABLE later ();\n")
     assert problems(ext) == ""
     scripts = build_sql.build_all("0.3.0", VENV, PACKAGE_DIR, ext)
     assert set(scripts) == {"pgclip.control", *build_sql.output_names("0.3.0", ext)}
@@ -159,26 +159,27 @@ def test_upgrades_skip_exactly_what_each_release_shipped(ext: Path) -> None:
         "020-config.sql",
         "040-tags.sql",
         "050-scale.sql",
-        "060-later.sql",
+        "060-memory.sql",
+        "070-later.sql",
     ]
     assert incremental("pgclip--0.1.0--0.3.0.sql") == incremental("pgclip--0.3.0.sql")
-    assert incremental("pgclip--0.2.0--0.3.0.sql") == ["050-scale.sql", "060-later.sql"]
+    assert incremental("pgclip--0.2.0--0.3.0.sql") == ["050-scale.sql", "060-memory.sql", "070-later.sql"]
     # 0.2.1 shipped no incremental file of its own: it upgrades like 0.2.0.
-    assert incremental("pgclip--0.2.1--0.3.0.sql") == ["050-scale.sql", "060-later.sql"]
+    assert incremental("pgclip--0.2.1--0.3.0.sql") == ["050-scale.sql", "060-memory.sql", "070-later.sql"]
     assert "#PGCLIP_PRELUDE" not in "".join(scripts.values())
     assert "default_version = '0.3.0'" in scripts["pgclip.control"]
 
 
 def test_freeze_records_a_release_that_the_next_version_upgrades_from(ext: Path) -> None:
-    (ext / "sql" / "incremental" / "060-later.sql").write_text("CREATE TABLE later ();\n")
+    (ext / "sql" / "incremental" / "070-later.sql").write_text("CREATE TABLE later ();\n")
     frozen = build_sql.freeze("0.3.0", ext)
     assert frozen.read_text().startswith("-- pgclip 0.3.0 as released: frozen;")
     assert "#PGCLIP_PRELUDE" in frozen.read_text()
     last = build_sql.load_releases(ext)[-1]
     assert last.version == "0.3.0"
-    assert list(last.incremental) == ["050-scale.sql", "060-later.sql"]
+    assert list(last.incremental) == ["050-scale.sql", "060-memory.sql", "070-later.sql"]
     assert "0.3.0 is already released" in problems(ext, "0.3.0")
     assert problems(ext, "0.3.1") == ""
     scripts = build_sql.build_all("0.3.1", VENV, PACKAGE_DIR, ext)
-    assert "060-later.sql" not in scripts["pgclip--0.3.0--0.3.1.sql"]
-    assert "060-later.sql" in scripts["pgclip--0.2.1--0.3.1.sql"]
+    assert "070-later.sql" not in scripts["pgclip--0.3.0--0.3.1.sql"]
+    assert "070-later.sql" in scripts["pgclip--0.2.1--0.3.1.sql"]
