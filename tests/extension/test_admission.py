@@ -271,3 +271,29 @@ def test_only_granted_roles_see_the_holders(slot_db: str,
     finally:
         owner.execute("DROP OWNED BY slot_watcher")
         owner.execute("DROP ROLE slot_watcher")
+
+
+def test_writers_of_async_tables_need_no_slot_and_sync_ones_fail_whole(
+        admin: Callable[..., None], sessions: Callable[..., psycopg.Connection]) -> None:
+    admin(max_model_backends="1", model_wait_timeout="0")
+    owner = sessions()
+    for mode in ("async", "sync"):
+        owner.execute(f"DROP TABLE IF EXISTS notes_{mode}")
+        owner.execute(f"CREATE TABLE notes_{mode} (id int PRIMARY KEY, body text)")
+        owner.execute(f"SELECT clip_auto_embed('notes_{mode}', 'body', 'text', mode => '{mode}')")
+    embed(owner)  # the owner now holds the only slot
+    writer = sessions()
+    writer.execute("INSERT INTO notes_async VALUES (1, 'a red car')")  # queued: no model needed
+    with pytest.raises(psycopg.errors.InsufficientResources):
+        writer.execute("INSERT INTO notes_sync VALUES (1, 'a red car'), (2, 'a blue bus')")
+    assert not has_torch(pid_of(writer))
+    assert owner.execute("SELECT count(*) FROM notes_sync").fetchone()[0] == 0  # nothing half
+    # The slot holder's worker embeds the queued row.
+    owner.execute("CALL clip_worker('notes_async')")
+    assert owner.execute(
+        "SELECT body_embedding::text FROM notes_async WHERE id = 1").fetchone()[0] == embed(owner)
+    # A search by a stored vector needs no model either.
+    assert writer.execute(
+        "SELECT id FROM notes_async ORDER BY body_embedding <=> "
+        "(SELECT body_embedding FROM notes_async WHERE id = 1) LIMIT 1").fetchone()[0] == 1
+    assert not has_torch(pid_of(writer))
