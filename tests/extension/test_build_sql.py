@@ -163,9 +163,10 @@ def test_upgrades_skip_exactly_what_each_release_shipped(ext: Path) -> None:
         "070-later.sql",
     ]
     assert incremental("pgclip--0.1.0--0.3.0.sql") == incremental("pgclip--0.3.0.sql")
-    assert incremental("pgclip--0.2.0--0.3.0.sql") == ["050-scale.sql", "060-memory.sql", "070-later.sql"]
+    since_0_2 = ["050-scale.sql", "060-memory.sql", "070-later.sql"]
+    assert incremental("pgclip--0.2.0--0.3.0.sql") == since_0_2
     # 0.2.1 shipped no incremental file of its own: it upgrades like 0.2.0.
-    assert incremental("pgclip--0.2.1--0.3.0.sql") == ["050-scale.sql", "060-memory.sql", "070-later.sql"]
+    assert incremental("pgclip--0.2.1--0.3.0.sql") == since_0_2
     assert "#PGCLIP_PRELUDE" not in "".join(scripts.values())
     assert "default_version = '0.3.0'" in scripts["pgclip.control"]
 

@@ -107,6 +107,25 @@ def test_two_jobs_drain_every_async_column(make_db) -> None:
         assert again[0] == 0 and again[1]["rows_embedded"] == 0
 
 
+def test_jobs_are_cut_to_the_free_model_slots(make_db) -> None:
+    dsn = make_db("pgclip_worker_slots")  # clip_config is per database: this one's alone
+    with psycopg.connect(dsn, autocommit=True) as c:
+        texts_table(c, "wc_slots", 0)
+        c.execute("SELECT clip_auto_embed_mode('wc_slots', 'async')")
+        c.execute("INSERT INTO wc_slots SELECT g, 'caption ' || g FROM generate_series(1, 40) g")
+        # Slots are the server's: other tests' sessions hold some. Find a cap with 1 free.
+        for cap in range(1, 60):
+            c.execute("DELETE FROM clip_config WHERE name = 'max_model_backends'")
+            c.execute("INSERT INTO clip_config VALUES ('max_model_backends', %s)", (str(cap),))
+            if c.execute("SELECT free FROM clip_model_capacity()").fetchone()[0] == 1:
+                break
+        rc, s, err = run_worker(dsn, "--jobs", "3")
+        assert rc == 0, err
+        assert (f"3 jobs asked, but 1 of the server's {cap} model slots are free "
+                "(clip_model_capacity()): running 1") in err
+        assert len(s["jobs"]) == 1 and s["rows_embedded"] == 40 and s["remaining"] == 0
+
+
 class Running:
     """The worker as a subprocess; its stderr lines are collected as they come."""
 

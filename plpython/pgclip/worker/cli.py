@@ -205,6 +205,19 @@ def _plan(opts: Options, conn: psycopg.Connection) -> tuple[pool.Plan, str]:
     return plan, what
 
 
+def _jobs_within_slots(opts: Options, conn: psycopg.Connection, schema: str) -> int:
+    """Each job's backend holds one of the server's model slots (clip_config
+    max_model_backends): more jobs than free slots would wait for one and then fail."""
+    slots = server.model_slots(conn, schema)
+    if slots is None or opts.jobs <= max(slots[0], 1):
+        return opts.jobs
+    free, cap = slots
+    jobs = max(free, 1)
+    _say(f"{PROG}: {opts.jobs} jobs asked, but {free} of the server's {cap} model slots are "
+         f"free (clip_model_capacity()): running {jobs}")
+    return jobs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     try:  # until the jobs start, Ctrl-C is Python's KeyboardInterrupt
@@ -214,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if plan.backfill and not plan.targets:
             return _finish(opts, [progress.JobTotals(i) for i in range(1, opts.jobs + 1)],
                            0.0, None, 0, 0)
-        conns = [connect(opts, f"job {i}") for i in range(1, opts.jobs + 1)]
+        jobs = _jobs_within_slots(opts, monitor_conn, plan.schema)
+        conns = [connect(opts, f"job {i}") for i in range(1, jobs + 1)]
     except (psycopg.Error, server.Unavailable) as e:
         _say(f"{PROG}: {str(e).strip()}")
         return 1

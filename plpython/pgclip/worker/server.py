@@ -110,6 +110,18 @@ def backend_counts(conn: psycopg.Connection, schema: str) -> tuple[int, int]:
     return int(stats.get("rows_embedded", 0)), int(stats.get("rows_failed", 0))
 
 
+def model_slots(conn: psycopg.Connection, schema: str) -> tuple[int, int] | None:
+    """(free, max_model_backends) of the server's model slots; None before pgclip 0.3.0."""
+    try:
+        with conn.transaction():
+            row = conn.execute(sql.SQL(
+                "SELECT free, max_model_backends FROM {}.clip_model_capacity()"
+            ).format(sql.Identifier(schema))).fetchone()
+    except psycopg.errors.UndefinedFunction:
+        return None
+    return (int(row[0]), int(row[1])) if row else None
+
+
 def worker_call(schema: str) -> sql.Composed:
     """CALL clip_worker(table oid or NULL, max_rows, max_seconds, batch_size)."""
     return sql.SQL(
