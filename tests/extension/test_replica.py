@@ -131,6 +131,16 @@ def test_model_info_equals_the_primarys(primary, replica) -> None:
     assert rows[0][0] == "pgclip-tiny"
 
 
+def test_a_standby_has_model_slots_of_its_own(standby, replica) -> None:
+    # The slots are files in the standby's own data directory (not WAL): its cap counts its
+    # backends, and the primary's clip_config rows (replicated) set it.
+    replica.execute("SELECT clip_embed_text('a slot on the standby')")
+    rows = replica.execute("SELECT pid, model FROM clip_model_backends").fetchall()
+    assert (replica.info.backend_pid, "pgclip-tiny") in rows
+    assert (standby.datadir / "pgclip" / "slots" / "slot-0.lock").exists()
+    assert replica.execute("SELECT held >= 1 FROM clip_model_capacity()").fetchone()[0]
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT id FROM rep_photos ORDER BY image_embedding <=> "
     "(SELECT clip_embed_text('a red circle')) LIMIT 10",
