@@ -19,7 +19,7 @@ from bench.common import ROOT, TINY, VIT, cluster_url, connect, ensure_checkpoin
 from bench.common import recreate_db as _recreate_db
 
 ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "omp", "search",
-             "parallel", "async", "partitions")
+             "parallel", "async", "partitions", "burst")
 # --quick: the sizes of the parallel, async and partitions cases for a smoke run
 QUICK = {"async_rows": 200, "async_seconds": 6.0, "partition_rows": 5000}
 
@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--partition-kind", default="subspace", choices=("subspace", "uniform"),
                     help="vector distribution of the partitions case (see the search case)")
     ap.add_argument("--partition-queries", type=int, default=100)
+    ap.add_argument("--burst-sizes", default="1,4,16",
+                    help="connections per burst of the burst case")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes for the parallel, async and partitions cases: "
                          + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
@@ -164,6 +166,12 @@ def main() -> None:
         run("partitions", lambda s: partitions(url, s, counts, args.partition_halfvec,
                                                args.partition_kind, args.partition_queries, 1),
             args.partition_rows)
+    if "burst" in selected:
+        from bench.burst import burst
+
+        sizes = tuple(int(x) for x in args.burst_sizes.split(",") if x.strip())
+        for model in models:
+            run("burst", lambda m: burst(ctx, m, sizes), model)
     save()
     log(f"done in {time.time() - started:.0f}s: {Path(out_dir, args.name)}.md / .json")
     print(json.dumps({"meets": report.targets(results)}, indent=1))
