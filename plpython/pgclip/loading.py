@@ -7,6 +7,8 @@ A checkpoint file loads through the fast path of :mod:`pgclip.mapped_load` (weig
 the file, shared between backends, not copied); pretrained tags (downloads), and whatever the
 fast path declines, load through open_clip's own ``create_model_and_transforms``. Both give the
 same numbers. torch is imported through :mod:`pgclip.runtime`, which makes that safe in a backend.
+Whatever fails on either path becomes a pgclip error naming the model and the file
+(:mod:`pgclip.checkpoints`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgclip import admission, checksums, registry
+from pgclip import admission, checkpoints, checksums, registry
 from pgclip.errors import InvalidParameter, WeightsUnavailable, first_line
 from pgclip.mapped_load import PATH_SAFETENSORS as PATH_SAFETENSORS
 from pgclip.mapped_load import PATH_TORCH as PATH_TORCH
-from pgclip.mapped_load import NoFastPath, load_mapped
+from pgclip.mapped_load import NoFastPath, load_mapped, meta_shapes
 from pgclip.runtime import import_torch, take_import_seconds
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -148,6 +150,9 @@ def load_model(key: ModelKey) -> LoadedModel:
 
     Raises:
         ModelNotFound, WeightsUnavailable, InvalidParameter
+        CheckpointMismatch: the checkpoint file holds another architecture (22023).
+        CorruptCheckpoint: the checkpoint file is truncated or corrupt (XX001).
+        TokenizerUnavailable: the model's tokenizer cannot be built (58P01).
     """
     t0 = time.perf_counter()
     torch = import_torch()
@@ -190,7 +195,11 @@ def load_model(key: ModelKey) -> LoadedModel:
     model.eval()
 
     t = time.perf_counter()
-    tokenizer = open_clip.get_tokenizer(key.model)
+    try:
+        tokenizer = open_clip.get_tokenizer(key.model)
+    except Exception as e:  # noqa: BLE001 - a missing vocabulary, package or HF cache entry
+        raise checkpoints.tokenizer_unavailable(
+            key.model, e, open_clip.get_model_config(key.model)) from None
     with torch.inference_mode():
         logit_scale = float(model.logit_scale.exp().float())
     visual = model.visual
@@ -248,7 +257,12 @@ def _load_open_clip(key: ModelKey, source: registry.WeightsSource) -> tuple[Any,
             require_pretrained=True,
             weights_only=True,
         )
-    except RuntimeError as e:
+    except Exception as e:  # noqa: BLE001 - whatever open_clip raises, explained below
+        if source.is_file:
+            raise checkpoints.load_failure(e, key.model, source.pretrained,
+                                           meta_shapes(key.model)) from None
+        if not isinstance(e, RuntimeError):
+            raise
         raise WeightsUnavailable(
             f'could not load weights for model "{key.model}" pretrained "{source.tag}": '
             f"{first_line(e)}",

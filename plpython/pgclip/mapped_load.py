@@ -13,9 +13,11 @@ position ids, tensors computed at construction), so the fast path is taken only 
 architecture families in :data:`FAST_FAMILIES`, each of which
 ``tests/plpython/test_mapped_load_families.py`` compares with open_clip tensor by tensor and
 output by output. Any other family, file format or surprise raises :class:`NoFastPath`, and the
-caller loads through open_clip. Mapped tensors keep the file's alignment (often 4 bytes, where
-torch allocates at 64), which changes how MKL rounds batch-1 products unless it runs in its
-strict reproducible mode: :mod:`pgclip.runtime` sets it.
+caller loads through open_clip; a file that is broken, or holds another architecture, raises
+the pgclip error that says so (:mod:`pgclip.checkpoints`), as open_clip could not load it either.
+Mapped tensors keep the file's alignment (often 4 bytes, where torch allocates at 64), which
+changes how MKL rounds batch-1 products unless it runs in its strict reproducible mode:
+:mod:`pgclip.runtime` sets it.
 
 A checkpoint file must be replaced by writing a new file and renaming it over the old one, never
 rewritten in place: a backend that maps a file which is then truncated is killed (SIGBUS).
@@ -23,16 +25,17 @@ rewritten in place: a backend that maps a file which is then truncated is killed
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import mmap
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pgclip.errors import WeightsUnavailable, first_line
+from pgclip import checkpoints
+from pgclip.checkpoints import BrokenFile, Shape
+from pgclip.errors import first_line
 
 # How the weights were loaded (LoadedModel.load_path).
 PATH_SAFETENSORS = "mmap-safetensors"
@@ -52,7 +55,6 @@ FAST_FAMILIES = frozenset({
     "CoCa/vit/text",  # coca_ViT-*
 })
 
-_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
 _SAFETENSORS_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
     "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
@@ -104,10 +106,10 @@ def load_mapped(model_name: str, path: str, precision: str, device: str,
 
     Raises:
         NoFastPath: an architecture or file format this path does not handle.
-        WeightsUnavailable: the file is not a valid checkpoint, or not one for this model.
+        CorruptCheckpoint: the file is truncated or corrupt.
+        CheckpointMismatch: the file holds the tensors of another architecture.
     """
     import open_clip
-    import torch
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
     config = open_clip.get_model_config(model_name)
@@ -117,11 +119,7 @@ def load_mapped(model_name: str, path: str, precision: str, device: str,
 
     t = time.perf_counter()
     try:
-        with torch.device("meta"), _quiet_logging():
-            model = open_clip.create_model(
-                model_name, pretrained=None, load_weights=False, precision=precision,
-                device="meta", pretrained_image=False, pretrained_text=False,
-            )
+        model = _build_on_meta(model_name, precision)
     except Exception as e:  # noqa: BLE001 - any failure here leaves open_clip's path
         raise NoFastPath(f"cannot build {model_name} on the meta device: {first_line(e)}") \
             from None
@@ -130,20 +128,24 @@ def load_mapped(model_name: str, path: str, precision: str, device: str,
 
     t = time.perf_counter()
     if path.endswith(".safetensors"):
-        state_dict, load_path = _map_safetensors(path), PATH_SAFETENSORS
+        state_dict, load_path = _map_safetensors(path, model_name), PATH_SAFETENSORS
     elif path.endswith((".npz", ".npy")):
         raise NoFastPath("big_vision .npz checkpoints load through open_clip")
     else:
-        state_dict, load_path = _map_torch_checkpoint(path), PATH_TORCH
-    state_dict = _open_clip_state_dict(model, state_dict)
-    _match_dtypes(model, state_dict)
+        state_dict, load_path = _map_torch_checkpoint(path, model_name), PATH_TORCH
+    expected = checkpoints.tensor_shapes(model.state_dict())  # before assign replaces any
+    converted: dict[str, Any] | None = None
     try:
-        model.load_state_dict(state_dict, strict=True, assign=True)
-    except RuntimeError as e:
-        raise WeightsUnavailable(
-            f'checkpoint "{path}" does not fit model "{model_name}": {first_line(e)}',
-            hint="Set pgclip.model to the architecture the checkpoint was trained with.",
-        ) from None
+        converted = _open_clip_state_dict(model, state_dict)
+        _match_dtypes(model, converted)
+        model.load_state_dict(converted, strict=True, assign=True)
+    except (RuntimeError, AssertionError, ValueError, KeyError, IndexError) as e:
+        # open_clip's resize of the position embeddings asserts on another width (a ViT-B-32
+        # file for pgclip-tiny); load_state_dict lists size mismatches, missing, extra keys.
+        found = checkpoints.tensor_shapes(converted) if converted is not None else \
+            checkpoints.as_model_names(checkpoints.tensor_shapes(state_dict), expected)
+        reason = checkpoints.mismatch_reason(expected, found) or first_line(e)
+        raise checkpoints.does_not_fit(model_name, path, found, reason) from None
     _rebuild_causal_masks(model)
     leftover = _meta_tensor_names(model)
     if leftover:
@@ -154,86 +156,85 @@ def load_mapped(model_name: str, path: str, precision: str, device: str,
     return model, preprocess, load_path
 
 
-def _map_safetensors(path: str) -> dict[str, Any]:
+def meta_shapes(model_name: str) -> dict[str, Shape] | None:
+    """The tensor shapes of ``model_name``'s state dict, built on the meta device (no memory,
+    ~50 ms for ViT-B-32); None if it cannot be built there."""
+    try:
+        return checkpoints.tensor_shapes(_build_on_meta(model_name, "fp32").state_dict())
+    except Exception:  # noqa: BLE001 - only used to explain another failure
+        return None
+
+
+def _build_on_meta(model_name: str, precision: str) -> Any:
+    import open_clip
+    import torch
+
+    with torch.device("meta"), _quiet_logging():
+        return open_clip.create_model(
+            model_name, pretrained=None, load_weights=False, precision=precision,
+            device="meta", pretrained_image=False, pretrained_text=False,
+        )
+
+
+def _map_safetensors(path: str, model_name: str) -> dict[str, Any]:
     """The tensors of a safetensors file as views of one private mapping of it.
 
     The mapping is copy-on-write (``MAP_PRIVATE``): pages are shared with the page cache and
     other processes until something writes to them, and writes never reach the file.
 
     Raises:
-        WeightsUnavailable: the file is not a valid safetensors file.
+        CorruptCheckpoint: the file is not a valid safetensors file.
         NoFastPath: a dtype that only the safetensors library reads.
     """
     import torch
 
-    def invalid(why: str) -> WeightsUnavailable:
-        return WeightsUnavailable(f'"{path}" is not a valid safetensors file: {why}',
-                                  hint="Check pgclip.pretrained; re-download the checkpoint.")
-
+    try:
+        entries, data_start, _ = checkpoints.read_safetensors(path)
+    except BrokenFile as e:
+        raise checkpoints.corrupt(model_name, path, f"not a valid safetensors file: {e}") \
+            from None
+    for entry in entries:
+        if entry.dtype not in _SAFETENSORS_DTYPES:
+            raise NoFastPath(f"dtype {entry.dtype} of {entry.name}")
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < 8:
-            raise invalid("shorter than its header")
-        header_len = int.from_bytes(f.read(8), "little")
-        if header_len > min(_SAFETENSORS_MAX_HEADER, size - 8):
-            raise invalid(f"header length {header_len} exceeds the file")
-        try:
-            header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise invalid(f"header is not JSON ({e})") from None
-        if not isinstance(header, dict):
-            raise invalid("header is not a JSON object")
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     if hasattr(mmap, "MADV_WILLNEED"):
         mm.madvise(mmap.MADV_WILLNEED)  # read-ahead in the background; populates nothing
 
-    data_start = 8 + header_len
-    data_len = size - data_start
     tensors: dict[str, Any] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype_name, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            shape = [int(d) for d in shape]
-            begin, end = int(begin), int(end)
-        except (KeyError, TypeError, ValueError):
-            raise invalid(f'entry "{name}" lacks dtype, shape or data_offsets') from None
-        if dtype_name not in _SAFETENSORS_DTYPES:
-            raise NoFastPath(f"dtype {dtype_name} of {name}")
-        dtype = getattr(torch, _SAFETENSORS_DTYPES[dtype_name])
-        numel = 1
-        for d in shape:
-            if d < 0:
-                raise invalid(f'negative dimension in "{name}"')
-            numel *= d
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if not 0 <= begin <= end <= data_len or end - begin != numel * itemsize:
-            raise invalid(f'data_offsets of "{name}" do not match its shape or the file')
-        offset = data_start + begin
+    for entry in entries:
+        dtype = getattr(torch, _SAFETENSORS_DTYPES[entry.dtype])
+        numel = math.prod(entry.shape)
+        offset = data_start + entry.begin
         if numel == 0:
-            tensors[name] = torch.empty(shape, dtype=dtype)
+            tensors[entry.name] = torch.empty(entry.shape, dtype=dtype)
             continue
-        tensor = torch.frombuffer(mm, dtype=dtype, count=numel, offset=offset).view(shape)
-        if offset % itemsize:
+        tensor = torch.frombuffer(mm, dtype=dtype, count=numel, offset=offset).view(entry.shape)
+        if offset % tensor.element_size():
             tensor = tensor.clone()  # misaligned elements: the only tensors that are copied
-        tensors[name] = tensor
+        tensors[entry.name] = tensor
     return tensors
 
 
-def _map_torch_checkpoint(path: str) -> dict[str, Any]:
-    """A ``torch.save`` checkpoint through ``torch.load(mmap=True, weights_only=True)``."""
+def _map_torch_checkpoint(path: str, model_name: str) -> dict[str, Any]:
+    """A ``torch.save`` checkpoint through ``torch.load(mmap=True, weights_only=True)``.
+
+    Raises:
+        CorruptCheckpoint: a broken archive (its CRCs are checked only after torch.load failed).
+        NoFastPath: a file that open_clip may still read (legacy format, pickled code, ...).
+    """
     import torch
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # noqa: BLE001 - legacy format, pickled code, ...: open_clip decides
+        why = checkpoints.corruption(path)
+        if why:
+            raise checkpoints.corrupt(model_name, path, why) from None
         raise NoFastPath(f"torch.load(mmap=True) cannot read it: {first_line(e)}") from None
-    state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state_dict, dict) or not state_dict:
+    state_dict = checkpoints.state_dict_of(checkpoint)
+    if not state_dict:
         raise NoFastPath("not a plain state dict")
-    if next(iter(state_dict)).startswith("module"):
-        state_dict = {k[7:]: v for k, v in state_dict.items()}
     return state_dict
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pgclip import loading, registry, shapes
-from pgclip.errors import InvalidParameter, WeightsUnavailable
+from pgclip.errors import CorruptCheckpoint, InvalidParameter, WeightsUnavailable
 
 TINY = registry.TINY_MODEL
 
@@ -172,12 +172,12 @@ def test_missing_tiny_weights_is_weights_unavailable(
 
 @pytest.mark.parametrize("content", [b"", b"garbage that is not a checkpoint",
                                      (10**9).to_bytes(8, "little") + b"{}"])
-def test_corrupt_checkpoint_is_weights_unavailable(tmp_path: Path, content: bytes) -> None:
+def test_corrupt_checkpoint_is_data_corrupted(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "broken.safetensors"
     path.write_bytes(content)
-    with pytest.raises(WeightsUnavailable) as exc:
+    with pytest.raises(CorruptCheckpoint) as exc:  # a WeightsUnavailable, with its own SQLSTATE
         loading.get_model(tiny_key(str(path)))
-    assert exc.value.sqlstate == "58P01"
+    assert exc.value.sqlstate == "XX001"
     assert str(path) in exc.value.message
     assert loading.cached_keys() == []
 
