@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pgclip.errors import InvalidParameter, NoModelSlot
+from pgclip.settings import int_between
 
 GIB = 1024**3
 # Memory each slot is budgeted for: measured ~455 MB private per backend (torch's import, the
@@ -62,11 +63,8 @@ def parse_cap(raw: str | None) -> int | None:
     """clip_config's ``max_model_backends``: ``auto`` (or absent) is None, else 1..MAX_SLOTS."""
     if raw is None or raw.strip().lower() in ("", "auto"):
         return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_SLOTS:
+    value = int_between(raw, 1, MAX_SLOTS)
+    if value is None:
         raise InvalidParameter(
             f'invalid max_model_backends in clip_config: "{raw}"',
             hint=f"Use auto or an integer from 1 to {MAX_SLOTS}.",

@@ -152,6 +152,15 @@ def parse_torch_threads(raw: str | None) -> int:
     return value
 
 
+def int_between(raw: str | None, low: int, high: int) -> int | None:
+    """``raw`` as an integer from ``low`` to ``high``, or None if it is not one."""
+    try:
+        value = int((raw or "").strip())
+    except ValueError:
+        return None
+    return value if low <= value <= high else None
+
+
 def parse_batch_size(raw: str | None) -> int:
     """``pgclip.batch_size``: rows per model call in triggers and backfills.
 
@@ -161,11 +170,8 @@ def parse_batch_size(raw: str | None) -> int:
     Raises:
         InvalidParameter: anything but an integer from 1 to :data:`MAX_BATCH_SIZE`.
     """
-    try:
-        value = int(raw) if raw not in (None, "") else DEFAULT_BATCH_SIZE
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_BATCH_SIZE:
+    value = int_between(raw, 1, MAX_BATCH_SIZE) if raw not in (None, "") else DEFAULT_BATCH_SIZE
+    if value is None:
         raise InvalidParameter(
             f'invalid pgclip.batch_size "{raw}"',
             hint=f"Use an integer between 1 and {MAX_BATCH_SIZE} (default {DEFAULT_BATCH_SIZE}).",

@@ -21,12 +21,7 @@ from pgclip import admission
 from tests.helpers import generated
 from tests.hostile import own_cluster
 
-
-@pytest.fixture(scope="module")
-def slot_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[own_cluster.OwnCluster]:
-    c = own_cluster.init(tmp_path_factory.mktemp("slots"))
-    yield c
-    own_cluster.destroy(c)
+slot_cluster = own_cluster.module_fixture("slots")
 
 
 @pytest.fixture(scope="module")

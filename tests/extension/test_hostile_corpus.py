@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,11 +98,7 @@ def _run_inputs(conn: psycopg.Connection, cases: list[corpus.Case], run: Run) ->
         run.outcomes.append(Outcome(case, sqlstate, message, seconds, growth, pid, vec))
 
 
-@pytest.fixture(scope="module")
-def hostile_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[own_cluster.OwnCluster]:
-    c = own_cluster.init(tmp_path_factory.mktemp("hostile-corpus"))
-    yield c
-    own_cluster.destroy(c)
+hostile_cluster = own_cluster.module_fixture("hostile-corpus")
 
 
 @pytest.fixture(scope="module")

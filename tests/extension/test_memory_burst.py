@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from tests.hostile import own_cluster
 
@@ -23,11 +21,7 @@ WAIT = "45s"  # each connection's pgclip.model_wait_timeout
 IDLE_MARGIN = 64 * 2**20
 
 
-@pytest.fixture(scope="module")
-def burst_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[own_cluster.OwnCluster]:
-    c = own_cluster.init(tmp_path_factory.mktemp("burst"), "max_connections = 40")
-    yield c
-    own_cluster.destroy(c)
+burst_cluster = own_cluster.module_fixture("burst", "max_connections = 40")
 
 
 def postmaster_pid(cluster: own_cluster.OwnCluster) -> int:

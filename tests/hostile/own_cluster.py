@@ -12,10 +12,13 @@ import re
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 
 from tests.conftest import PG_BINDIR
 
@@ -106,6 +109,19 @@ def init(root: Path, *settings: str) -> OwnCluster:
         f.write("\n# tests/hostile/own_cluster.py\n" + "\n".join(conf) + "\n")
     cluster.start()
     return cluster
+
+
+def module_fixture(name: str, *settings: str) -> Any:
+    """A module-scoped fixture: a cluster of the module's own (``init(..., *settings)``),
+    destroyed after the module's last test. Assign it to a name in the test module."""
+
+    @pytest.fixture(scope="module")
+    def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnCluster]:
+        cluster = init(tmp_path_factory.mktemp(name), *settings)
+        yield cluster
+        destroy(cluster)
+
+    return own
 
 
 def destroy(cluster: OwnCluster) -> None:
