@@ -133,13 +133,17 @@ class Slot:
     used: tuple[str, ...] = ()  # the model key last described
 
     def describe(self, **fields: Any) -> None:
-        """Merge ``fields`` into the holder's description and rewrite its file."""
+        """Merge ``fields`` into the holder's description and rewrite its file. The file only
+        informs operators: failing to write it (a full disk) never fails the caller."""
         self.description.update(fields)
+        self.written_at = time.monotonic()
         path = self.directory / f"slot-{self.index}.json"
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(self.description))
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-        self.written_at = time.monotonic()
+        try:
+            tmp.write_text(json.dumps(self.description))
+            os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+        except OSError:
+            pass
 
 
 class Slots:
@@ -182,23 +186,29 @@ class Slots:
         owners = lock_owners()
         found = []
         for path in self.directory.glob("slot-*.lock"):
-            pids = owners.get(_file_id(path), [])
-            if not pids:
-                continue
             index = int(path.stem.split("-")[1])
-            found.append((index, pids[0], self._description(index, pids[0])))
+            description = self._description(index)
+            if owners is not None:
+                pids = owners.get(_file_id(path), [])
+                pid = pids[0] if pids else None
+            else:  # no /proc/locks: a held lock refuses a shared one; the file names its pid
+                pid = description.get("pid") if _is_locked(path) else None
+            if pid is not None:
+                # A holder that has not described itself yet leaves its predecessor's file.
+                found.append((index, pid, description if description.get("pid") == pid
+                              else {}))
         return sorted(found, key=lambda h: h[0])
 
     def waiting_pids(self) -> list[int]:
-        return sorted(lock_owners().get(_file_id(self.directory / "waiting.lock"), []))
+        """Backends waiting for a slot (empty where /proc/locks cannot be read)."""
+        owners = lock_owners() or {}
+        return sorted(owners.get(_file_id(self.directory / "waiting.lock"), []))
 
-    def _description(self, index: int, pid: int) -> dict[str, Any]:
+    def _description(self, index: int) -> dict[str, Any]:
         try:
-            description = json.loads((self.directory / f"slot-{index}.json").read_text())
-        except (OSError, ValueError):
+            return dict(json.loads((self.directory / f"slot-{index}.json").read_text()))
+        except (OSError, ValueError, TypeError):
             return {}
-        # A holder that has not described itself yet leaves its predecessor's file.
-        return description if description.get("pid") == pid else {}
 
 
 # The slot this process holds (a backend takes one at most, and keeps it until it exits).
@@ -281,14 +291,26 @@ def _file_id(path: Path) -> tuple[int, int, int]:
     return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
 
 
-def lock_owners() -> dict[tuple[int, int, int], list[int]]:
-    """pids holding a flock on each file, from ``/proc/locks`` (device major, minor, inode)."""
+def _is_locked(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def lock_owners() -> dict[tuple[int, int, int], list[int]] | None:
+    """pids holding a flock on each file, from ``/proc/locks`` (device major, minor, inode);
+    None where it cannot be read."""
     owners: dict[tuple[int, int, int], list[int]] = {}
     try:
         with open("/proc/locks") as f:
             lines = f.readlines()
     except OSError:
-        return owners
+        return None
     for line in lines:
         parts = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a blocked request has "->" first.

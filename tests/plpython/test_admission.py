@@ -194,3 +194,22 @@ def test_note_use_writes_at_most_once_a_second(slots: admission.Slots,
     assert described()["last_embed_at"] > first["last_embed_at"]
     assert described()["loaded_at"] == first["loaded_at"]
     os.close(slot.fd)
+
+
+def test_holders_are_found_without_proc_locks(slots: admission.Slots,
+                                             holders: list[subprocess.Popen[str]],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    pid, _ = hold(holders, slots, 2)
+    with_proc = slots.holders()
+    monkeypatch.setattr(admission, "lock_owners", lambda: None)  # a kernel that hides it
+    assert slots.holders() == with_proc and with_proc[0][:2] == (0, pid)
+    assert slots.waiting_pids() == []
+
+
+def test_a_description_that_cannot_be_written_is_not_an_error(slots: admission.Slots) -> None:
+    slot = slots.try_acquire(1)
+    assert slot is not None
+    slot.directory = slots.directory / "gone"  # writes now fail
+    slot.describe(model="m")
+    assert slot.description["model"] == "m"
+    os.close(slot.fd)
