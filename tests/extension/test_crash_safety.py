@@ -9,7 +9,7 @@
 - 8 sessions inserting and updating for a bounded time: every row ends with the vector of
   its current source (or an error row), and every deadlock was reported to its session as
   an error that the session retried (none is left unhandled, none lost work); after REINDEX
-  the index agrees with a sequential scan on every row.
+  an index scan reaches at least 99% of the rows, each at its sequential scan's distance.
 """
 
 from __future__ import annotations
@@ -86,9 +86,11 @@ def state(conn: psycopg.Connection, table: str) -> State:
 
 
 def assert_index_matches_seqscan(conn: psycopg.Connection, table: str,
-                                 top: int | None = None) -> None:
+                                 top: int | None = None, reached: float = 1.0) -> None:
     """For a few queries, all rows by distance through the HNSW index (an iterative scan)
-    and by a sequential scan: the same rows at the same distances (ties in either order)."""
+    and by a sequential scan: the same rows at the same distances (ties in either order).
+    ``reached`` < 1: the index may miss that share of the rows (rows its graph cannot reach),
+    but every row it returns is in the table, at its exact distance, in order."""
     n = conn.execute(f"SELECT count(image_embedding) FROM {table}").fetchone()[0]
     assert 0 < n
     if top is not None:  # only the top rows: the distances must agree, ties in any order
@@ -118,6 +120,12 @@ def assert_index_matches_seqscan(conn: psycopg.Connection, table: str,
             conn.execute("SET LOCAL enable_bitmapscan = off")
             by_scan = conn.execute(select, (q, q, n), prepare=False).fetchall()
         index_ids, scan_ids = {r[0] for r in by_index}, {r[0] for r in by_scan}
+        if reached < 1.0:
+            exact = dict(by_scan)
+            assert len(by_scan) == n and len(by_index) >= reached * n, (len(by_index), n)
+            assert all(abs(d - exact[i]) < 1e-5 for i, d in by_index)
+            assert all(a[1] <= b[1] + 1e-6 for a, b in zip(by_index, by_index[1:], strict=False))
+            continue
         assert (len(by_index), len(by_scan)) == (n, n)
         if top is None:
             assert index_ids == scan_ids, (sorted(index_ids - scan_ids)[:20],
@@ -406,7 +414,7 @@ def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> No
         # (an iterative scan reached 103 to 760 of the 760 rows in three runs; sampled recall@10
         # stayed 1.0).
         # That is pgvector's, not a lost write (checked above); clip_index_recall measures it
-        # and REINDEX, what the README advises then, restores exact agreement.
+        # and REINDEX, what the README advises then, repairs it.
         c.execute(f"VACUUM {table}")
         with c.transaction():
             c.execute("SET LOCAL hnsw.ef_search = 1000")
@@ -417,10 +425,11 @@ def test_eight_sessions_insert_and_update(crash_cluster, crash_db, images) -> No
                                 ).fetchone()[0]
         print(f"index recall@10 after the churn and VACUUM {churned:.3f}, after REINDEX {rebuilt}")
         # A floor, not 1.0: one HNSW pass may miss a row even in a fresh graph (these 760 rows
-        # hold many near-identical vectors; a CI run measured 0.98 after REINDEX). Exact
-        # agreement is checked next, with an iterative scan that goes on until every row.
+        # hold many near-identical vectors; a CI run measured 0.98 after REINDEX). Even an
+        # iterative scan to the end may not reach every row of a fresh graph of near-duplicates
+        # (a CI run: 756 of 760): at least 99% of the rows, each at its exact distance.
         assert rebuilt >= 0.95
-        assert_index_matches_seqscan(c, table)
+        assert_index_matches_seqscan(c, table, reached=0.99)
     assert statements[0] > 8
     assert not [line for line in crash_cluster.log_text()[log_start:].splitlines()
                 if own_cluster.SIGNAL_LINE.search(line)]

@@ -41,19 +41,17 @@ def trigger(plpy: Any, TD: dict[str, Any]) -> None:
         if col.mode == "async":
             queue.on_statement(plpy, col, TD["event"], TRANSITION_NEW, TRANSITION_OLD)
             return None
-        q = plpy.quote_ident
-        src, vec = q(col.source_column), q(col.vector_column)
+        src = plpy.quote_ident(col.source_column)
         key = row_keys.key_text(plpy, col, "n")
         if TD["event"] == "INSERT":
             query = (
                 f"SELECT {key} AS k, n.{src} AS s FROM {TRANSITION_NEW} n "
-                f"WHERE n.{vec} IS NULL AND n.{src} IS NOT NULL"
+                f"WHERE {columns.needs_vector(plpy, col, 'n')}"
             )
         else:  # UPDATE: only rows whose source changed (or whose key did)
             query = (
-                f"SELECT {key} AS k, n.{src} AS s FROM {TRANSITION_NEW} n "
-                f"LEFT JOIN {TRANSITION_OLD} o ON {row_keys.same_key(plpy, col, 'o', 'n')} "
-                f"WHERE o.{q(col.key_column)} IS NULL OR n.{src} IS DISTINCT FROM o.{src}"
+                f"SELECT {key} AS k, n.{src} AS s "
+                f"FROM {columns.source_changed(plpy, col, TRANSITION_NEW, TRANSITION_OLD)}"
             )
         size = columns.batch_size(plpy)
         clear = TD["event"] == "UPDATE" and columns.has_errors(plpy, col)

@@ -29,11 +29,10 @@ def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool, lock: bool,
     claimed FOR NO KEY UPDATE, skipping rows other sessions hold. Two queries rather than
     ``$1 IS NULL OR key > $1``: a generic plan of that scans the key index from its start for
     every batch, and a backfill of n rows reads n²/2 of them."""
-    q = plpy.quote_ident
-    src, vec = q(col.source_column), q(col.vector_column)
+    src = plpy.quote_ident(col.source_column)
     return (
         f"SELECT {row_keys.key_text(plpy, col, 't')} AS k, t.{src} AS s FROM {col.table} t "
-        f"WHERE t.{vec} IS NULL AND t.{src} IS NOT NULL "
+        f"WHERE {columns.needs_vector(plpy, col, 't')} "
         + (f"AND {row_keys.key_after(plpy, col, 't', '$1')}" if after
            else "AND $1::pg_catalog.text IS NULL")
         + " AND " + columns.not_logged(plpy, col, "t", "$2", "$3",

@@ -251,6 +251,22 @@ def _clear_errors(plpy: Any, col: Column, keys: list[str]) -> None:
     plpy.execute(plan, [col.table_oid, col.vector_column, keys])
 
 
+def needs_vector(plpy: Any, col: Column, alias: str) -> str:
+    """SQL predicate: row ``alias`` has a source and no vector (what triggers, backfills and
+    the queue embed)."""
+    q = plpy.quote_ident
+    return f"{alias}.{q(col.vector_column)} IS NULL AND {alias}.{q(col.source_column)} IS NOT NULL"
+
+
+def source_changed(plpy: Any, col: Column, new: str, old: str) -> str:
+    """FROM and WHERE of an UPDATE's transition rows ``n`` whose source changed (or whose key
+    did: a row with a new key has no old row)."""
+    q = plpy.quote_ident
+    src = q(col.source_column)
+    return (f"{new} n LEFT JOIN {old} o ON {row_keys.same_key(plpy, col, 'o', 'n')} "
+            f"WHERE o.{q(col.key_column)} IS NULL OR n.{src} IS DISTINCT FROM o.{src}")
+
+
 def not_logged(plpy: Any, col: Column, alias: str, oid: str = "$1", name: str = "$2",
                since: str | None = None) -> str:
     """SQL predicate: row ``alias`` has no row in clip_errors (with ``since``: none logged at
@@ -267,13 +283,11 @@ def not_logged(plpy: Any, col: Column, alias: str, oid: str = "$1", name: str = 
 def count_pending(plpy: Any, col: Column, include_failed: bool = False) -> int:
     """Rows of ``col.table`` with a source and no vector (and, unless ``include_failed``, no
     logged error)."""
-    q = plpy.quote_ident
     plan = catalog.plan(
         plpy,
         ("count_pending", col.table, col.vector_column, col.source_column, col.key_columns,
          include_failed),
-        f"SELECT pg_catalog.count(*) AS n FROM {col.table} t "
-        f"WHERE t.{q(col.vector_column)} IS NULL AND t.{q(col.source_column)} IS NOT NULL"
+        f"SELECT pg_catalog.count(*) AS n FROM {col.table} t WHERE {needs_vector(plpy, col, 't')}"
         + ("" if include_failed else f" AND {not_logged(plpy, col, 't')}"),
         ["pg_catalog.int8", "pg_catalog.name"],
     )

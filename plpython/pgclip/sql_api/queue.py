@@ -49,13 +49,12 @@ def on_statement(plpy: Any, col: columns.Column, event: str, new: str, old: str)
     src, vec = q(col.source_column), q(col.vector_column)
     key = row_keys.key_text(plpy, col, "n")
     if event == "INSERT":
-        changed = f"SELECT {key} AS k FROM {new} n WHERE n.{vec} IS NULL AND n.{src} IS NOT NULL"
+        changed = f"SELECT {key} AS k FROM {new} n WHERE {columns.needs_vector(plpy, col, 'n')}"
         extra = ""
     else:
         changed = (
-            f"SELECT {key} AS k, n.{src} IS NOT NULL AS has_source FROM {new} n "
-            f"LEFT JOIN {old} o ON {row_keys.same_key(plpy, col, 'o', 'n')} "
-            f"WHERE o.{q(col.key_column)} IS NULL OR n.{src} IS DISTINCT FROM o.{src}"
+            f"SELECT {key} AS k, n.{src} IS NOT NULL AS has_source "
+            f"FROM {columns.source_changed(plpy, col, new, old)}"
         )
         extra = (
             f", cleared AS (UPDATE {col.table} t SET {vec} = NULL FROM changed c "
@@ -87,7 +86,6 @@ def on_statement(plpy: Any, col: columns.Column, event: str, new: str, old: str)
 
 def enqueue_pending(plpy: Any, col: columns.Column) -> int:
     """Queue the rows of ``col.table`` that have a source but no vector (and no logged error)."""
-    q = plpy.quote_ident
     schema = catalog.extension_schema(plpy)
     plan = catalog.plan(
         plpy,
@@ -95,8 +93,8 @@ def enqueue_pending(plpy: Any, col: columns.Column) -> int:
          schema),
         f"WITH queued AS (INSERT INTO {schema}.clip_queue (table_oid, vector_column, row_key) "
         f"SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, {row_keys.key_text(plpy, col, 't')} "
-        f"FROM {col.table} t WHERE t.{q(col.vector_column)} IS NULL "
-        f"AND t.{q(col.source_column)} IS NOT NULL AND {columns.not_logged(plpy, col, 't')} "
+        f"FROM {col.table} t WHERE {columns.needs_vector(plpy, col, 't')} "
+        f"AND {columns.not_logged(plpy, col, 't')} "
         "ON CONFLICT (table_oid, vector_column, row_key) DO NOTHING RETURNING 1) "
         "SELECT pg_catalog.count(*) AS n FROM queued",
         ["pg_catalog.int8", "pg_catalog.name"],
