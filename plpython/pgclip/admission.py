@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,7 +48,6 @@ POLL_SECONDS = 0.1
 # A holder rewrites its description at most this often (last_embed_at is this precise).
 TOUCH_SECONDS = 1.0
 
-_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -70,19 +68,6 @@ def parse_cap(raw: str | None) -> int | None:
             hint=f"Use auto or an integer from 1 to {MAX_SLOTS}.",
         )
     return value
-
-
-def parse_seconds(name: str, raw: str | None, default: float) -> float:
-    """A duration the PostgreSQL way: a number of milliseconds, or with a unit (ms, s, min, h)."""
-    if raw is None or raw.strip() == "":
-        return default
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*", raw)
-    if found is None:
-        raise InvalidParameter(
-            f'invalid value for {name}: "{raw}"',
-            hint="Use a duration such as 30s, 500ms or 2min (a bare number is milliseconds).",
-        )
-    return float(found.group(1)) * _UNITS[found.group(2) or "ms"]
 
 
 def memory_limit() -> int:

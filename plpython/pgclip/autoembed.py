@@ -18,7 +18,7 @@ from pgclip.errors import InvalidParameter, PgclipError
 from pgclip.loading import LoadedModel
 from pgclip.settings import Settings
 
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "video")
 ON_ERROR = ("raise", "skip")
 
 
@@ -44,7 +44,8 @@ class BatchResult:
 def check_modality(modality: str) -> str:
     m = (modality or "").strip().lower()
     if m not in MODALITIES:
-        raise InvalidParameter(f'invalid modality "{modality}"', hint="Use 'image' or 'text'.")
+        raise InvalidParameter(f'invalid modality "{modality}"',
+                               hint="Use 'image', 'text' or 'video'.")
     return m
 
 

@@ -136,3 +136,17 @@ class TokenizerUnavailable(WeightsUnavailable):
     in the cache, offline) or the package that reads it is missing."""
 
     sqlstate = "58P01"  # undefined_file
+
+
+class InvalidVideo(InvalidParameter):
+    """Bytes that are not a decodable video, or that made the decoder process fail."""
+
+
+class VideoTooLarge(LimitExceeded):
+    """A video over one of the pgclip.max_video_* limits or pgclip.video_timeout."""
+
+
+class VideoOutOfMemory(PgclipError):
+    """The decoder process ran out of its memory limit (pgclip.video_memory)."""
+
+    sqlstate = "53200"  # out_of_memory

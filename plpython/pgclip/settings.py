@@ -21,17 +21,17 @@ from pgclip.images import (
     is_admin_only,
     pillow_formats,
 )
+from pgclip.units import parse_int
+from pgclip.video import limits as video_limits
 
 NAMES = (
     "model", "pretrained", "device", "precision",
     "max_image_bytes", "max_image_pixels", "image_formats", "max_text_chars",
-    "checkpoint_sha256", "torch_threads",
+    "checkpoint_sha256", "torch_threads", *video_limits.NAMES,
 )
 DEFAULT_MAX_TEXT_CHARS = 10_000
 DEFAULT_BATCH_SIZE = 32
 MAX_BATCH_SIZE = 4096
-# PostgreSQL's memory units (powers of 1024), accepted in pgclip.max_image_bytes.
-BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 
 
 @dataclass(frozen=True)
@@ -47,26 +47,7 @@ class Settings:
     # Threads of this backend's torch (0: torch's default, one per core). Sessions that embed
     # side by side (parallel backfills, workers) each want fewer, or they oversubscribe cores.
     torch_threads: int = 0
-
-
-def _int(name: str, raw: str | None, default: int, *, units: bool = False) -> int:
-    if raw is None or raw.strip() == "":
-        return default
-    text = raw.strip()
-    found = re.fullmatch(r"([+-]?\d+)\s*([a-zA-Z]*)", text.replace("_", ""))
-    unit = found.group(2).lower() if found else ""
-    factor = 1 if not unit else BYTE_UNITS.get(unit) if units else None
-    if found is None or factor is None:
-        raise InvalidParameter(
-            f'invalid value for pgclip.{name}: "{raw}"',
-            hint="Use a positive integer" + (" of bytes, or one with a unit (kB, MB, GB)."
-                                             if units else "."),
-        )
-    value = int(found.group(1)) * factor
-    if value <= 0:
-        raise InvalidParameter(f"pgclip.{name} must be positive, got {text}",
-                               hint="Use a positive integer.")
-    return value
+    video: video_limits.VideoSettings = field(default_factory=video_limits.VideoSettings)
 
 
 def parse_formats(raw: str | None, admin_formats: Collection[str] = ()) -> tuple[str, ...]:
@@ -124,15 +105,17 @@ def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = (),
         device=(raw.get("device") or "").strip() or "auto",
         precision=(raw.get("precision") or "").strip() or "auto",
         image_limits=ImageLimits(
-            max_bytes=_int("max_image_bytes", raw.get("max_image_bytes"), base.max_bytes,
+            max_bytes=parse_int("max_image_bytes", raw.get("max_image_bytes"), base.max_bytes,
                            units=True),
-            max_pixels=_int("max_image_pixels", raw.get("max_image_pixels"), base.max_pixels),
+            max_pixels=parse_int("max_image_pixels", raw.get("max_image_pixels"), base.max_pixels),
             formats=parse_formats(raw.get("image_formats"), admin_formats),
         ),
-        max_text_chars=_int("max_text_chars", raw.get("max_text_chars"), DEFAULT_MAX_TEXT_CHARS),
+        max_text_chars=parse_int("max_text_chars", raw.get("max_text_chars"),
+                                 DEFAULT_MAX_TEXT_CHARS),
         # An administrator's pins (clip_config) win: a session may not loosen them.
         checkpoint_pins=checksums.parse_pins(admin_pins or raw.get("checkpoint_sha256")),
         torch_threads=parse_torch_threads(raw.get("torch_threads")),
+        video=video_limits.parse(raw),
     )
 
 
@@ -143,7 +126,7 @@ def parse_torch_threads(raw: str | None) -> int:
     """``pgclip.torch_threads``: 0 or empty for torch's default, else 1 to 1024."""
     if raw is None or raw.strip() in ("", "0"):
         return 0
-    value = _int("torch_threads", raw, 0)
+    value = parse_int("torch_threads", raw, 0)
     if value > MAX_TORCH_THREADS:
         raise InvalidParameter(
             f"pgclip.torch_threads must be at most {MAX_TORCH_THREADS}, got {value}",

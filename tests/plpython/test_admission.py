@@ -30,17 +30,6 @@ def test_parse_cap() -> None:
         assert e.value.sqlstate == "22023" and e.value.hint
 
 
-def test_parse_seconds() -> None:
-    assert admission.parse_seconds("x", None, 30.0) == 30.0
-    assert admission.parse_seconds("x", "1500", 30.0) == 1.5  # milliseconds, as PostgreSQL
-    assert admission.parse_seconds("x", "250ms", 0) == 0.25
-    assert admission.parse_seconds("x", "2 s", 0) == 2.0
-    assert admission.parse_seconds("x", "2min", 0) == 120.0
-    assert admission.parse_seconds("x", "0", 30.0) == 0.0
-    with pytest.raises(InvalidParameter, match='pgclip.model_wait_timeout: "soon"'):
-        admission.parse_seconds("pgclip.model_wait_timeout", "soon", 0)
-
-
 def test_auto_cap_is_half_of_memory_in_budgets() -> None:
     gib = admission.GIB
     assert admission.auto_slots(24 * gib) == 12

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pgclip import admission, runtime
+from pgclip import admission, runtime, units
 from pgclip.errors import NotInPrerequisiteState
 from pgclip.sql_api import catalog
 
@@ -51,9 +51,9 @@ def _limits(plpy: Any) -> tuple[admission.Cap, float]:
                pg_catalog.current_setting('pgclip.model_wait_timeout', true) AS session_wait
     """))[0]
     cap = admission.resolve_cap(row["cap"])
-    admin_wait = admission.parse_seconds("model_wait_timeout in clip_config", row["admin_wait"],
+    admin_wait = units.parse_seconds("model_wait_timeout in clip_config", row["admin_wait"],
                                          admission.DEFAULT_WAIT_SECONDS)
-    session_wait = admission.parse_seconds("pgclip.model_wait_timeout", row["session_wait"],
+    session_wait = units.parse_seconds("pgclip.model_wait_timeout", row["session_wait"],
                                            admin_wait)
     return cap, min(admin_wait, session_wait)
 

@@ -24,6 +24,7 @@ from pgclip.sql_api import (
     row_keys,
     sql_errors,
     standby,
+    video_tables,
 )
 
 TRANSITION_NEW = "pgclip_new"
@@ -53,14 +54,14 @@ def trigger(plpy: Any, TD: dict[str, Any]) -> None:
                 f"SELECT {key} AS k, n.{src} AS s "
                 f"FROM {columns.source_changed(plpy, col, TRANSITION_NEW, TRANSITION_OLD)}"
             )
-        size = columns.batch_size(plpy)
+        size = columns.rows_per_batch(plpy, col)
         clear = TD["event"] == "UPDATE" and columns.has_errors(plpy, col)
         cursor = plpy.cursor(query)
         while True:
             rows = cursor.fetch(size)
             if not rows:
                 break
-            columns.embed_rows(plpy, col, list(rows), col.on_error, clear)
+            columns.embed_rows(plpy, col, list(rows), col.on_error, clear, defer_long=True)
     return None
 
 
@@ -141,17 +142,18 @@ def auto_embed(
                 f'column "{source_column}" of {table} does not exist',
                 hint="Name the column that holds the images or texts.",
             )
-        want = "bytea" if modality == "image" else "a text type"
-        if (modality == "image" and src["typname"] != "bytea") or (
+        want = "a text type" if modality == "text" else "bytea"
+        if (modality != "text" and src["typname"] != "bytea") or (
             modality == "text" and src["category"] != "S"
         ):
             raise WrongType(
                 f'column "{source_column}" of {table} is {src["type"]}, but '
                 f"{modality} embedding needs {want}",
-                hint="Use modality 'image' for bytea and 'text' for text columns.",
+                hint="Use modality 'image' or 'video' for bytea and 'text' for text columns.",
             )
         key_columns = _primary_key(plpy, relid, table)
-        lm = current_model(current_settings(plpy))
+        s = current_settings(plpy)
+        lm = current_model(s)
         tag = lm.key.pretrained or registry.DEFAULT_TAGS.get(lm.key.model, "")
         vector_column = vector_column or fit_name(source_column, "_embedding")
         vschema = catalog.extension_schema(plpy, "vector")
@@ -171,19 +173,27 @@ def auto_embed(
                 f"not {vtype}({lm.embed_dim})",
                 hint="Pass another vector_column name (or vector_type), or drop that column.",
             )
+        frames = segments = options = None
+        if modality == "video":
+            frames, segments = video_tables.create(
+                plpy, relid, table, key_columns, source_column,
+                f"{vschema}.{vtype}({lm.embed_dim})", create_index)
+            options = video_tables.options(s)
         schema = catalog.extension_schema(plpy)
         plpy.execute(
             plpy.prepare(
                 f"INSERT INTO {schema}.clip_columns (table_oid, vector_column, source_column, "
                 "modality, key_column, model, pretrained, embedding_dim, on_error, mode, "
-                "key_columns) VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, "
-                "$6, $7, $8, $9, $10, $11)",
+                "key_columns, frames_table, segments_table, video_options) VALUES "
+                "($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+                "$11, $12::pg_catalog.regclass, $13::pg_catalog.regclass, $14::pg_catalog.jsonb)",
                 ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.name", "pg_catalog.text",
                  "pg_catalog.name", "pg_catalog.text", "pg_catalog.text", "pg_catalog.int4",
-                 "pg_catalog.text", "pg_catalog.text", "pg_catalog.name[]"],
+                 "pg_catalog.text", "pg_catalog.text", "pg_catalog.name[]", "pg_catalog.text",
+                 "pg_catalog.text", "pg_catalog.text"],
             ),
             [relid, vector_column, source_column, modality, key_columns[0], lm.key.model, tag,
-             lm.embed_dim, on_error, mode, key_columns],
+             lm.embed_dim, on_error, mode, key_columns, frames, segments, options],
         )
         col = columns.registered(plpy, relid, vector_column)
         partitions.install_triggers(plpy, col)
@@ -253,4 +263,6 @@ def remove(plpy: Any, relid: int, vector_column: str | None, drop_column: bool) 
             )
         if drop_column:
             plpy.execute(f"ALTER TABLE {col.table} DROP COLUMN {q(col.vector_column)}")
+            if col.video is not None:
+                video_tables.drop(plpy, col.video.frames_table, col.video.segments_table)
         catalog.forget_plans()  # plans that name the column or its triggers

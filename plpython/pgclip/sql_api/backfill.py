@@ -44,7 +44,7 @@ def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool, lock: bool,
 
 def in_transaction(plpy: Any, col: columns.Column) -> None:
     """clip_auto_embed(backfill => true): embed existing rows inside the caller's transaction."""
-    size = columns.batch_size(plpy)
+    size = columns.rows_per_batch(plpy, col)
     plans = [plpy.prepare(_batch_query(plpy, col, True, lock=False, after=a), _BATCH_TYPES)
              for a in (False, True)]
     last = None
@@ -72,7 +72,7 @@ def backfill(
         catalog.pin_transaction(plpy)
         col = columns.registered(plpy, relid, vector_column)
         policy = autoembed.check_on_error(on_error) if on_error else col.on_error
-        size = batch or columns.batch_size(plpy)
+        size = batch or columns.rows_per_batch(plpy, col)
         if size < 1:
             raise InvalidParameter(f"batch_size must be positive, got {size}", hint="Use e.g. 32.")
         run_start = plpy.execute("SELECT pg_catalog.now()::pg_catalog.text AS t")[0]["t"]

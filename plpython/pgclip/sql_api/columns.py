@@ -10,6 +10,7 @@ text, which PostgreSQL quotes) and passes values as parameters of prepared plans
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -22,6 +23,25 @@ from pgclip.errors import InvalidParameter, NotRegistered, PgclipError
 from pgclip.sql_api import bound_model, catalog, current_settings, raise_error, row_keys
 
 _writing = 0  # >0 while this backend writes vectors: our own UPDATEs must not re-trigger
+
+
+@dataclass(frozen=True)
+class VideoColumn:
+    """Where a video column keeps its frames and segments, and how it samples and cuts."""
+
+    frames_table: str  # regclass text: qualified and quoted
+    segments_table: str
+    fps: float
+    segment_threshold: float
+    max_segment_seconds: float
+
+
+def _video(row: dict[str, Any]) -> VideoColumn | None:
+    if row["frames_table"] is None:
+        return None
+    o = json.loads(row["video_options"])
+    return VideoColumn(row["frames_table"], row["segments_table"], float(o["fps"]),
+                       float(o["segment_threshold"]), float(o["max_segment_seconds"]))
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,7 @@ class Column:
     embedding_dim: int
     on_error: str
     mode: str = "sync"  # 'sync' or 'async'
+    video: VideoColumn | None = None  # modality 'video' only
 
     @property
     def key_column(self) -> str:
@@ -105,7 +126,10 @@ def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
         ("registered", schema),
         f"""
         SELECT c.vector_column, c.source_column, c.modality, c.model, c.pretrained,
-               c.embedding_dim, c.on_error, c.mode
+               c.embedding_dim, c.on_error, c.mode,
+               c.frames_table::pg_catalog.text AS frames_table,
+               c.segments_table::pg_catalog.text AS segments_table,
+               c.video_options::pg_catalog.text AS video_options
           FROM {schema}.clip_columns c
          WHERE c.table_oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
            AND ($2::pg_catalog.name IS NULL OR c.vector_column OPERATOR(pg_catalog.=) $2)
@@ -135,6 +159,7 @@ def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
         relid, rel["table_name"], r["vector_column"], r["source_column"], r["modality"],
         tuple(rel["keys"]), tuple(rel["key_types"]), rel["vector_type"], rel["vector_schema"],
         r["model"], r["pretrained"], int(r["embedding_dim"]), r["on_error"], r["mode"],
+        _video(r),
     )
 
 
@@ -152,11 +177,14 @@ def from_trigger(plpy: Any, relid: int, args: list[str]) -> Column:
         return reg
     a = dict(zip(TRIGGER_ARGS, args, strict=True))
     rel = _relation(plpy, relid, a["vector_column"])
+    # A video column's frame and segment tables are the registered table's, in its registry row.
+    video = (registered(plpy, int(rel["root"]), a["vector_column"]).video
+             if a["modality"] == "video" else None)
     return Column(
         int(rel["root"]), rel["table_name"], a["vector_column"], a["source_column"],
         a["modality"], tuple(rel["keys"]), tuple(rel["key_types"]), rel["vector_type"],
         rel["vector_schema"], a["model"], a["pretrained"], int(rel["dim"]), a["on_error"],
-        a["mode"],
+        a["mode"], video,
     )
 
 
@@ -175,6 +203,12 @@ def column_model(col: Column, s: settings.Settings) -> loading.LoadedModel:
 def batch_size(plpy: Any) -> int:
     """The session's pgclip.batch_size (rows per model call)."""
     return settings.parse_batch_size(catalog.setting(plpy, "pgclip.batch_size"))
+
+
+def rows_per_batch(plpy: Any, col: Column) -> int:
+    """Source rows fetched at once: a batch of images or texts, but one video (up to
+    pgclip.max_video_bytes each, and many model calls of frames)."""
+    return 1 if col.video is not None else batch_size(plpy)
 
 
 def writing() -> bool:
@@ -309,17 +343,27 @@ def has_errors(plpy: Any, col: Column) -> bool:
 
 
 def embed_rows(
-    plpy: Any, col: Column, rows: list[dict[str, Any]], on_error: str, clear: bool
+    plpy: Any, col: Column, rows: list[dict[str, Any]], on_error: str, clear: bool,
+    defer_long: bool = False,
 ) -> tuple[int, list[str]]:
     """Embed and write one batch of ``{k, s}`` rows (key text, source value); returns the
     number embedded and the keys of the rows that failed (logged in clip_errors).
-    ``clear``: forget logged errors of the rows that now succeeded."""
+    ``clear``: forget logged errors of the rows that now succeeded. ``defer_long``: a
+    writer's statement, which queues long videos instead of embedding them."""
     if not rows:
         return 0, []
     s = current_settings(plpy)
     lm = column_model(col, s)
     keys = [r["k"] for r in rows]
-    res = autoembed.embed_batch(lm, col.modality, [r["s"] for r in rows], s, len(rows))
+    deferred: list[str] = []
+    if col.video is not None:
+        from pgclip.sql_api import video_rows  # it builds on this module
+
+        res, deferred = video_rows.embed(plpy, col, lm, keys, [r["s"] for r in rows], s,
+                                         batch_size(plpy), defer_long=defer_long,
+                                         stop_on_error=on_error == "raise")
+    else:
+        res = autoembed.embed_batch(lm, col.modality, [r["s"] for r in rows], s, len(rows))
     if res.errors and on_error == "raise":
         i = min(res.errors)
         e = res.errors[i]
@@ -339,7 +383,12 @@ def embed_rows(
     if res.errors:
         _record_errors(plpy, col, [(keys[i], e) for i, e in sorted(res.errors.items())])
     if clear:
-        ok = [k for i, k in enumerate(keys) if i not in res.errors]
+        ok = [k for i, k in enumerate(keys) if i not in res.errors and k not in deferred]
         if ok:
             _clear_errors(plpy, col, ok)
-    return len(rows) - len(res.errors), [keys[i] for i in sorted(res.errors)]
+    if deferred:
+        from pgclip.sql_api import queue  # it builds on this module
+
+        queue.enqueue_keys(plpy, col, deferred)
+    return (len(rows) - len(res.errors) - len(deferred),
+            [keys[i] for i in sorted(res.errors)])

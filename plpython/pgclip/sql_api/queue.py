@@ -105,6 +105,21 @@ def enqueue_pending(plpy: Any, col: columns.Column) -> int:
     return n
 
 
+def enqueue_keys(plpy: Any, col: columns.Column, keys: list[str]) -> None:
+    """Queue these rows (a sync column's videos too long for their writer's statement)."""
+    schema = catalog.extension_schema(plpy)
+    plan = catalog.plan(
+        plpy, ("enqueue_keys", schema),
+        f"INSERT INTO {schema}.clip_queue AS q (table_oid, vector_column, row_key) "
+        "SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, k "
+        "FROM pg_catalog.unnest($3::pg_catalog.text[]) AS k "
+        "ON CONFLICT (table_oid, vector_column, row_key) DO UPDATE "
+        "SET attempts = 0, not_before = '-infinity'",
+        ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.text[]"])
+    plpy.execute(plan, [col.table_oid, col.vector_column, keys])
+    _notify(plpy, col)
+
+
 def backlog(plpy: Any, col: columns.Column) -> int:
     schema = catalog.extension_schema(plpy)
     plan = catalog.plan(

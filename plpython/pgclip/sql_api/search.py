@@ -42,10 +42,11 @@ def check_k(k: int | None) -> int:
 
 
 @contextmanager
-def hnsw_returns(plpy: Any, k: int) -> Iterator[None]:
+def hnsw_returns(plpy: Any, k: int, iterative: bool = False) -> Iterator[None]:
     """Within the block, an HNSW index scan can return k rows: ``hnsw.ef_search`` is at least
-    min(k, 1000), and past 1000 an iterative scan goes on (strict order) for at least 2k
-    tuples. The session's own values are back afterwards.
+    min(k, 1000), and past 1000 (or always, with ``iterative``: a filter may drop rows) an
+    iterative scan goes on (strict order) for at least 2k tuples. The session's own values are
+    back afterwards.
 
     Raises:
         InvalidParameter: k > 1000 and pgvector is older than 0.8.0 (no iterative scans).
@@ -54,9 +55,9 @@ def hnsw_returns(plpy: Any, k: int) -> Iterator[None]:
     ef = catalog.setting(plpy, "hnsw.ef_search")
     if ef is not None and k > int(ef):
         changes.append(("hnsw.ef_search", ef, str(min(k, EF_SEARCH_MAX))))
-    if k > EF_SEARCH_MAX:
-        iterative = catalog.setting(plpy, "hnsw.iterative_scan")
-        if iterative is None:
+    scan = catalog.setting(plpy, "hnsw.iterative_scan")
+    if k > EF_SEARCH_MAX or (iterative and scan is not None):
+        if scan is None:
             raise InvalidParameter(
                 f"k = {k} is more rows than one HNSW index scan returns "
                 f"(hnsw.ef_search is at most {EF_SEARCH_MAX})",
@@ -64,8 +65,8 @@ def hnsw_returns(plpy: Any, k: int) -> Iterator[None]:
                 hint=f"Ask for at most {EF_SEARCH_MAX} rows, or upgrade pgvector to 0.8.0 "
                 "or later.",
             )
-        if iterative == "off":
-            changes.append(("hnsw.iterative_scan", iterative, "strict_order"))
+        if scan == "off":
+            changes.append(("hnsw.iterative_scan", scan, "strict_order"))
         tuples = catalog.setting(plpy, "hnsw.max_scan_tuples")
         if tuples is not None and int(tuples) < 2 * k:
             changes.append(("hnsw.max_scan_tuples", tuples,

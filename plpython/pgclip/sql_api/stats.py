@@ -6,10 +6,12 @@ Plain function (no ``plpy``), so that tests and benchmarks can also call it from
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pgclip import autoembed, embedding, images, loading
 from pgclip.sql_api import embed
+from pgclip.video import sandbox
 
 
 def backend_stats() -> dict[str, Any]:
@@ -27,6 +29,7 @@ def backend_stats() -> dict[str, Any]:
         "forward": embedding.forward_stats(),
         "images_decoded": images.stats.images,
         "image_decode_seconds": images.stats.seconds,
+        "video_decoder": dataclasses.asdict(sandbox.stats),
         "models": [
             {"model": k.model, "pretrained": k.pretrained, "device": k.device,
              "precision": k.precision, "load_path": lm.load_path,

@@ -20,7 +20,8 @@ def _async_columns(plpy: Any, relid: int | None) -> list[columns.Column]:
             plpy,
             ("async_columns", schema),
             f"SELECT c.table_oid::pg_catalog.oid::pg_catalog.int8 AS oid, c.vector_column "
-            f"FROM {schema}.clip_columns c WHERE c.mode OPERATOR(pg_catalog.=) 'async' "
+            f"FROM {schema}.clip_columns c WHERE (c.mode OPERATOR(pg_catalog.=) 'async' "
+            "     OR c.modality OPERATOR(pg_catalog.=) 'video') "
             "AND ($1::pg_catalog.int8 IS NULL "
             "     OR c.table_oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid) "
             "AND pg_catalog.has_table_privilege(c.table_oid, 'UPDATE') "
@@ -44,13 +45,13 @@ def worker(
     with sql_errors(plpy):
         standby.require_primary(plpy, "clip_worker")
         catalog.pin_transaction(plpy)
-        size = batch or columns.batch_size(plpy)
-        if size < 1:
-            raise InvalidParameter(f"batch_size must be positive, got {size}", hint="Use e.g. 32.")
+        if batch is not None and batch < 1:
+            raise InvalidParameter(f"batch_size must be positive, got {batch}", hint="Use e.g. 32.")
         cols = _async_columns(plpy, relid)
         if relid is not None and not cols:
             raise InvalidParameter(
-                f"table {catalog.table_name(plpy, relid)} has no async auto-embedded column",
+                f"table {catalog.table_name(plpy, relid)} has no async auto-embedded column "
+                "(nor a video column)",
                 hint="Switch one with clip_auto_embed_mode(tbl, 'async'), or use clip_backfill.",
             )
     start = time.monotonic()
@@ -66,6 +67,7 @@ def worker(
                 return _finish(plpy, done, failed, start)
             with sql_errors(plpy):
                 catalog.pin_transaction(plpy)
+                size = batch or columns.rows_per_batch(plpy, col)
                 take = size if max_rows is None else min(size, max_rows - done - failed)
                 todo, settled = queue.claim(plpy, col, take)
                 if not todo and not settled:

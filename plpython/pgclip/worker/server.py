@@ -90,7 +90,8 @@ def remaining(conn: psycopg.Connection, schema: str, backfill: bool,
     else:
         query = ("SELECT q.table_name::pg_catalog.oid::pg_catalog.int8, "
                  "q.vector_column::pg_catalog.text, q.queued_rows FROM {}.clip_queue_status() q "
-                 "WHERE q.mode OPERATOR(pg_catalog.=) 'async'")
+                 "WHERE q.mode OPERATOR(pg_catalog.=) 'async' "
+                 "OR q.queued_rows OPERATOR(pg_catalog.>) 0")
     rows = conn.execute(sql.SQL(query).format(sql.Identifier(schema))).fetchall()
     if targets is None:
         return sum(int(n or 0) for _, _, n in rows)

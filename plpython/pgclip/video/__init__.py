@@ -1,0 +1,1 @@
+"""Video: decoding in a separate process, sampling frames, cutting segments."""
