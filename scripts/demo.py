@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 
 from pgclip import shapes
+from pgclip.video import samples as video_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / ".pgclip" / "samples"
@@ -28,7 +29,8 @@ QUERIES = [
 
 
 def write_samples() -> list[tuple[str, Path]]:
-    """Generated images as files (sql/examples read them from this folder)."""
+    """Generated images and videos as files (sql/examples read them from this folder)."""
+    video_samples.write_samples(SAMPLES)
     return [(p.stem.replace("_", " "), p) for p in shapes.write_samples(SAMPLES)
             if p.suffix == ".png"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pgclip import shapes
+from pgclip.video import samples as video_samples
 from tests.conftest import psql
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "sql" / "examples"
@@ -14,9 +14,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "sql" / "examples"
 
 @pytest.fixture(scope="module")
 def samples(shared_tmp: Path) -> Path:
-    """The same sample images `make demo` writes."""
+    """The same sample images and videos `make demo` writes."""
     d = shared_tmp / "samples"
-    shapes.write_samples(d)
+    video_samples.write_samples(d)
     return d
 
 
@@ -80,3 +80,19 @@ def test_scale_out_embeds_every_partition_and_joins_composite_keys(cluster, db, 
     for title in ("Text -> image over every partition", "The same through clip_search_text"):
         first = [ln for ln in _section(out.stdout, title) if ".png" in ln or ".jpg" in ln][0]
         assert "red_circle" in first
+
+
+def test_video_search_finds_the_moments(cluster, db, samples) -> None:
+    out = psql(cluster, "pgclip_test", "-v", f"samples={samples}",
+               "-f", str(EXAMPLES / "video_search.sql"))
+    assert out.returncode == 0, out.stderr
+    red = [ln.split("|") for ln in _section(out.stdout, "Text -> moment") if ".mp4" in ln]
+    name, start, end = (c.strip() for c in red[0][:3])
+    _, scene_start, scene_end = next(m for m in video_samples.moments("parade.mp4")
+                                     if m[0] == "red_circle")
+    assert name == "parade.mp4" and float(start) < scene_end and float(end) > scene_start
+    photo = [ln for ln in _section(out.stdout, "Photo -> moment") if ".mp4" in ln]
+    assert photo[0].split("|")[0].strip() == "harbour.mp4"
+    like = {tuple(c.strip() for c in ln.split("|")[:2])
+            for ln in _section(out.stdout, "Videos like this one") if ".mp4" in ln}
+    assert len(like) == len(video_samples.SAMPLE_VIDEOS)

@@ -19,6 +19,8 @@ What the muxers do with timestamps (FFmpeg 8.1 through PyAV 18.1):
   shifts the whole stream so no decode time is negative: the stream then starts at a time
   that depends on the B-frames (0.25 s in one test), not at 0.
 - A first frame later than ``start_s`` moves the stream's start time with it.
+- The last frame lasts as long as the gap before it, so a constant-rate video of n frames
+  at ``fps`` has a container duration of n / fps (variable rate: muxer-dependent).
 
 ``planted_videos`` builds videos of shape scenes (``pgclip.shapes``) with one known event
 each, for search quality tests.
@@ -125,7 +127,9 @@ def encode(
     buf = io.BytesIO()
     muxer = {**BITEXACT, **(container_options or {})}
     with av.open(buf, mode="w", format=container, options=muxer) as out:
-        stream = out.add_stream(codec)
+        # the frame rate sets how long the last frame lasts, and so the container's duration
+        gap = times_s[-1] - times_s[-2] if len(times_s) > 1 else 0.1
+        stream = out.add_stream(codec, rate=Fraction(1 / gap).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = first.width, first.height, pix_fmt
         stream.time_base = time_base
         stream.codec_context.time_base = time_base

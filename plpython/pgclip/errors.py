@@ -150,3 +150,9 @@ class VideoOutOfMemory(PgclipError):
     """The decoder process ran out of its memory limit (pgclip.video_memory)."""
 
     sqlstate = "53200"  # out_of_memory
+
+
+class NoPrivilege(PgclipError):
+    """A role that lacks a privilege pgclip's statements need (named in the hint)."""
+
+    sqlstate = "42501"  # insufficient_privilege

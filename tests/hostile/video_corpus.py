@@ -339,10 +339,14 @@ def _indirections() -> Items:
         ("key", '#EXT-X-KEY:METHOD=AES-128,URI="file:///etc/passwd"\n#EXTINF:1,\na.ts'),
         ("master", "#EXT-X-STREAM-INF:BANDWIDTH=1\nfile:///proc/self/environ"),
         ("data", "#EXTINF:1,\ndata:video/mp2t;base64,R0VU"))]
+    # FFmpeg's concat demuxer refuses absolute paths and URLs in its safe mode, but opens
+    # relative names from the process's working directory (a backend's is the data folder)
     out += [(f"indirect/ffconcat-{n}", f"ffconcat version 1.0\nfile '{target}'\n".encode())
             for n, target in (("passwd", "/etc/passwd"), ("http", "http://127.0.0.1:1/x.mp4"),
-                              ("self", "/proc/self/fd/0"), ("subfile", "subfile,,start,0,end,"
-                                                                      "100,,:/etc/passwd"))]
+                              ("self", "/proc/self/fd/0"), ("relative", "video.mp4"),
+                              ("datadir", "global/pg_control"),
+                              ("subfile", "subfile,,start,0,end,100,,:/etc/passwd"))]
+    # FFmpeg's SDP demuxer binds UDP ports and waits for RTP packets
     out.append(("indirect/sdp", b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1"
                 b"\r\nt=0 0\r\nm=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"))
     out.append(("indirect/ftyp-text", struct.pack(">I", 24) + b"ftypisom\0\0\2\0isommp41"

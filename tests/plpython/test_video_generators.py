@@ -87,6 +87,12 @@ def test_formats_are_what_they_say(fmt: str, names: tuple[str, str]) -> None:
     assert _stream_info(videos.clip(fmt))[:2] == names
 
 
+@pytest.mark.parametrize("fmt", ["mp4", "webm", "mkv", "ts"])
+def test_constant_rate_duration_is_frames_over_fps(fmt: str) -> None:
+    with av.open(io.BytesIO(videos.clip(fmt, seconds=1.5, fps=10))) as c:
+        assert c.duration / 1e6 == pytest.approx(1.5, abs=1e-3)
+
+
 def test_encode_rejects_bad_input() -> None:
     frames = videos.changing_frames(2, 32)
     with pytest.raises(ValueError, match="increase"):
@@ -129,6 +135,8 @@ def test_planted_videos_have_one_right_answer() -> None:
     background = {spec for p in planted for spec, _, _ in p.scenes if spec != p.event}
     assert not background & set(events), "an event spec appears as an ordinary scene"
     for p in planted:
+        with av.open(io.BytesIO(p.data)) as c:
+            assert c.duration / 1e6 == pytest.approx(p.duration_s, abs=1e-3)
         assert p.query == p.event.caption()
         assert 12 <= p.duration_s <= 20 and 3 <= len(p.scenes) <= 5
         assert [s for s, _, _ in p.scenes].count(p.event) == 1

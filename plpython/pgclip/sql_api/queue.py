@@ -65,6 +65,11 @@ def on_statement(plpy: Any, col: columns.Column, event: str, new: str, old: str)
             "AND e.vector_column OPERATOR(pg_catalog.=) $2 "
             "AND e.row_key OPERATOR(pg_catalog.=) c.k RETURNING 1)"
         )
+        if col.video is not None:  # searches read the moments without the table: drop them now
+            for name, moments in (("frames", col.video.frames_table),
+                                  ("segments", col.video.segments_table)):
+                extra += (f", {name} AS (DELETE FROM {moments} f USING changed c "
+                          f"WHERE {row_keys.key_matches(plpy, col, 'f', 'c.k')} RETURNING 1)")
     plan = catalog.plan(
         plpy,
         ("enqueue", event, col.table, col.vector_column, col.source_column, col.key_columns,

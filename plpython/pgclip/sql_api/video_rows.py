@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pgclip import autoembed, vectors
-from pgclip.errors import FormatNotAllowed, InvalidVideo, VideoOutOfMemory, VideoTooLarge
+from pgclip.errors import (
+    FormatNotAllowed,
+    InvalidVideo,
+    NoPrivilege,
+    VideoOutOfMemory,
+    VideoTooLarge,
+)
 from pgclip.loading import LoadedModel
 from pgclip.settings import Settings
 from pgclip.sql_api import catalog, columns, row_keys
@@ -36,6 +42,26 @@ def interrupt_check(plpy: Any) -> Callable[[], None]:
 
 def _key_columns(plpy: Any, col: columns.Column) -> str:
     return ", ".join(plpy.quote_ident(k) for k in col.key_columns)
+
+
+def _check_writable(plpy: Any, col: columns.Column) -> None:
+    """Grants on the table made after clip_auto_embed do not reach its frame and segment
+    tables: say so, rather than a bare "permission denied" from inside the trigger."""
+    assert col.video is not None
+    plan = catalog.plan(
+        plpy, "video_writable",
+        "SELECT t FROM pg_catalog.unnest($1::pg_catalog.text[]) AS t WHERE NOT "
+        "(pg_catalog.has_table_privilege(t::pg_catalog.regclass, 'INSERT') AND "
+        "pg_catalog.has_table_privilege(t::pg_catalog.regclass, 'DELETE'))",
+        ["pg_catalog.text[]"])
+    tables = [col.video.frames_table, col.video.segments_table]
+    denied = plpy.execute(plan, [tables])
+    if denied:
+        raise NoPrivilege(
+            f"permission denied for table {denied[0]['t']}: writers of "
+            f"{col.table}.{col.source_column} write its videos' frames and segments",
+            hint=f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(tables)} TO the role; "
+            f"clip_auto_embed copied the grants {col.table} had then, not later ones.")
 
 
 def _forget(plpy: Any, col: columns.Column, keys: list[str]) -> None:
@@ -89,6 +115,7 @@ def embed(plpy: Any, col: columns.Column, lm: LoadedModel, keys: Sequence[str],
     check = interrupt_check(plpy)
     result = autoembed.BatchResult(vectors=[None] * len(values))
     deferred: list[str] = []
+    _check_writable(plpy, col)
     _forget(plpy, col, list(keys))
     for i, (key, value) in enumerate(zip(keys, values, strict=True)):
         if value is None:

@@ -238,7 +238,12 @@ def _serve(req: dict[str, Any], data: bytes) -> None:
                                   "detail": e.detail})
     except MemoryError:
         out.send(protocol.ERROR, {"kind": "memory", "message": "the video decoder ran out of "
-                                  "memory", "hint": None, "detail": None})
+                                  "memory", "hint": "Raise pgclip.video_memory, or store a "
+                                  "smaller video.", "detail": None})
+    except Exception as e:  # noqa: BLE001 - PyAV raises more than FFmpegError on hostile files
+        out.send(protocol.ERROR, {"kind": "invalid", "message": "the video could not be decoded: "
+                                  f"{type(e).__name__}: {_brief(e)}", "detail": None,
+                                  "hint": "The file is damaged; re-encode it."})
     finally:
         out.close()
 

@@ -1,0 +1,455 @@
+"""Video ingest: pgclip against a plain Python loop doing the same work, and what a video
+column stores per hour of video.
+
+raw = PyAV decodes each video in a plain Python process (``python -m bench.video``, the same
+environment as bench/raw.py's workers), keeps the first frame at or after every 1/fps seconds
+(the rule of pgclip's decoder), and embeds those frames with open_clip (its own preprocess,
+batch 32, ``torch.inference_mode``, the backend's torch thread count), one step after the
+other. pgclip = one ``INSERT`` per video into a table with a sync video column
+(``pgclip.video_sync_max_seconds`` above every video), timed around the statement; it decodes
+in the backend's decoder process while the backend embeds, and writes the frame and segment
+tables and their HNSW indexes. Videos are interleaved one by one between the two, and checked
+to give the same frame times and vectors. Once more through an async column: the writer's
+``COPY``, then ``CALL clip_worker``. Then the sizes of everything the sync column stored,
+scaled to one hour of video.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from bench.cases import BATCH, Context
+from bench.common import (
+    PACKAGE_DIR,
+    ROOT,
+    STATE,
+    RawWorker,
+    backend_python,
+    connect,
+    log,
+    median,
+    model_settings,
+    ratio,
+)
+
+WIDTH, HEIGHT, RATE = 640, 360, 30
+LENGTHS_S = (60, 90, 120, 75, 105, 80, 100)  # 630 s: 10.5 minutes of video
+WARM_UP_S = 12
+FPS = 1.0  # pgclip.video_fps's default: frames kept per second
+GEN = 1  # bump when the generator changes: the cached files are named after it
+PAN = 96  # pixels of background beyond the frame, for the camera's pan
+
+
+# --- the videos ---------------------------------------------------------------------------------
+
+def _background(rng: random.Random) -> np.ndarray:
+    """A gradient with coarse blotches and fine texture, larger than the frame (it pans)."""
+    from PIL import Image
+
+    h, w = HEIGHT + PAN, WIDTH + PAN
+    a, b = (np.array([rng.randrange(256) for _ in range(3)], np.float32) for _ in range(2))
+    bg = a + (b - a) * np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+    for cells, scale, resample in ((24, 0.5, Image.BICUBIC), (w // 6, 0.2, Image.BILINEAR)):
+        noise = np.array([[rng.randrange(256) for _ in range(cells)]
+                          for _ in range(max(2, cells * h // w))], np.uint8)
+        up = np.asarray(Image.fromarray(noise).resize((w, h), resample), np.float32)
+        bg = bg + (up[..., None] - 128) * scale
+    return np.clip(bg, 0, 255).astype(np.uint8)
+
+
+def _sprite(rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image, ImageDraw
+
+    s = rng.randrange(40, 150)
+    img = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    fill = (*(rng.randrange(256) for _ in range(3)), 255)
+    kind = rng.randrange(3)
+    if kind == 0:
+        draw.ellipse((0, 0, s - 1, s - 1), fill=fill)
+    elif kind == 1:
+        draw.rectangle((0, 0, s - 1, s - 1), fill=fill)
+    else:
+        draw.polygon([(s // 2, 0), (s - 1, s - 1), (0, s - 1)], fill=fill)
+    arr = np.asarray(img)
+    return arr[..., :3].copy(), arr[..., 3] > 0
+
+
+def _frames(seconds: int, seed: int) -> Iterator[np.ndarray]:
+    """Scenes of 4 to 16 s: a panning background, 3 to 6 shapes moving and bouncing, grain."""
+    rng = random.Random(seed)
+    grain = [np.random.default_rng(seed + k).integers(-6, 7, (HEIGHT, WIDTH, 3), np.int16)
+             for k in range(4)]
+    n, i = seconds * RATE, 0
+    while i < n:
+        scene = min(n - i, int(rng.uniform(4, 16) * RATE))
+        bg = _background(rng)
+        pan = (rng.uniform(-1.5, 1.5), rng.uniform(-0.7, 0.7))
+        sprites = [[*_sprite(rng), rng.uniform(0, WIDTH - 150), rng.uniform(0, HEIGHT - 150),
+                    rng.uniform(-6, 6), rng.uniform(-4, 4)] for _ in range(rng.randrange(3, 7))]
+        for j in range(scene):
+            ox, oy = int(PAN / 2 + pan[0] * j) % PAN, int(PAN / 2 + pan[1] * j) % PAN
+            f = bg[oy:oy + HEIGHT, ox:ox + WIDTH].copy()
+            for sp in sprites:
+                rgb, mask, x, y, vx, vy = sp
+                h, w = mask.shape
+                x, y = x + vx, y + vy
+                if not 0 <= x <= WIDTH - w:
+                    vx, x = -vx, min(max(x, 0), WIDTH - w)
+                if not 0 <= y <= HEIGHT - h:
+                    vy, y = -vy, min(max(y, 0), HEIGHT - h)
+                sp[2:] = [x, y, vx, vy]
+                f[int(y):int(y) + h, int(x):int(x) + w][mask] = rgb[mask]
+            shift = (rng.randrange(HEIGHT), rng.randrange(WIDTH))
+            noisy = f.astype(np.int16) + np.roll(grain[(i + j) % 4], shift, (0, 1))
+            yield np.clip(noisy, 0, 255).astype(np.uint8)
+        i += scene
+
+
+def encode(seconds: int, seed: int) -> bytes:
+    """An H.264 MP4 (x264 veryfast, CRF 19, B-frames: about 1 Mbit/s at 640 x 360)."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=RATE)
+        s.width, s.height, s.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        s.options = {"preset": "veryfast", "crf": "19", "threads": "2", "x264-params": "log=-1"}
+        for f in _frames(seconds, seed):
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return buf.getvalue()
+
+
+def video_files(lengths: tuple[int, ...], first_seed: int = 0) -> list[Path]:
+    """The videos, generated once under .pgclip/bench/videos/ (about 20 s of encoding per
+    minute of video on 2 cores)."""
+    folder = STATE / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, seconds in enumerate(lengths, first_seed):
+        path = folder / f"gen{GEN}-seed{i}-{seconds}s.mp4"
+        if not path.exists():
+            t0 = time.perf_counter()
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(encode(seconds, i))
+            os.replace(tmp, path)
+            log(f"video: generated {path.name} ({path.stat().st_size / 2**20:.1f} MiB) in "
+                f"{time.perf_counter() - t0:.0f}s")
+        paths.append(path)
+    return paths
+
+
+# --- the raw loop (python -m bench.video) -------------------------------------------------------
+
+_state: dict[str, Any] = {}
+
+
+def _load(model: str, pretrained: str, threads: int) -> dict[str, Any]:
+    import open_clip
+    import torch
+
+    torch.set_num_threads(threads)
+    m, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained,
+                                                             weights_only=True)
+    m.eval()
+    _state.update(model=m, preprocess=preprocess)
+    return {"threads": torch.get_num_threads()}
+
+
+def _embed(path: str, fps: float, batch: int, vectors: bool) -> dict[str, Any]:
+    """Decode, keep, convert and embed one video, one step after the other."""
+    import av
+    import torch
+    import torch.nn.functional as F
+
+    m, preprocess = _state["model"], _state["preprocess"]
+    data = Path(path).read_bytes()
+    t0, c0 = time.perf_counter(), time.process_time()
+    decode = embed = 0.0
+    times: list[float] = []
+    pending: list[Any] = []
+    out: list[np.ndarray] = []
+
+    def flush() -> None:
+        with torch.inference_mode():
+            x = torch.stack([preprocess(im) for im in pending])
+            out.append(F.normalize(m.encode_image(x), dim=-1).numpy())
+        pending.clear()
+
+    decoded = 0
+    with av.open(io.BytesIO(data), mode="r") as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"  # as pgclip's decoder process
+        start, tb = stream.start_time, stream.time_base
+        next_k, last_t = 0, -math.inf
+        it = c.decode(stream)
+        while True:
+            d0 = time.perf_counter()
+            frame = next(it, None)
+            if frame is None:
+                decode += time.perf_counter() - d0
+                break
+            decoded += 1
+            image = None
+            if frame.pts is not None:
+                start = frame.pts if start is None else start
+                t = float((frame.pts - start) * tb)
+                if t >= 0 and t > last_t and t * fps >= next_k - 1e-6:
+                    image = frame.to_image()  # RGB
+                    times.append(t)
+                    last_t, next_k = t, math.floor(t * fps + 1e-6) + 1
+            e0 = time.perf_counter()
+            decode += e0 - d0
+            if image is not None:
+                pending.append(image)
+                if len(pending) >= batch:
+                    flush()
+                    embed += time.perf_counter() - e0
+    if pending:
+        e0 = time.perf_counter()
+        flush()
+        embed += time.perf_counter() - e0
+    reply: dict[str, Any] = {"seconds": time.perf_counter() - t0, "decode_seconds": decode,
+                             "embed_seconds": embed, "cpu_seconds": time.process_time() - c0,
+                             "decoded": decoded, "times": times}
+    if vectors:
+        reply["vectors"] = base64.b64encode(np.concatenate(out).astype(np.float32)).decode()
+    return reply
+
+
+def main() -> None:
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)
+    for line in sys.stdin:
+        req = json.loads(line)
+        cmd = req.pop("cmd")
+        try:
+            if cmd == "quit":
+                print(json.dumps({}), flush=True)
+                return
+            reply = {"load": _load, "embed": _embed}[cmd](**req)
+        except Exception as e:  # noqa: BLE001 - reported to the driver
+            reply = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(reply), flush=True)
+
+
+class VideoWorker(RawWorker):
+    """A plain Python process running :func:`main`, set up as bench/raw.py's workers are."""
+
+    def __init__(self) -> None:  # RawWorker's, running another module
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{PACKAGE_DIR}",
+               "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.video"], cwd=ROOT, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)
+        self.pid = self.proc.pid
+
+
+# --- the case -----------------------------------------------------------------------------------
+
+SYNC, ASYNC = "vid_sync", "vid_async"
+_CPU_PROBE = ("import time\nfrom pgclip.video import sandbox\n"
+              "result = [time.process_time(), sandbox._decoder and sandbox._decoder.proc.pid]")
+
+
+def _setup(conn: psycopg.Connection, table: str, mode: str) -> tuple[str, str, str]:
+    """A table with a video column: its vector column, frame table and segment table."""
+    conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+    conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, video bytea)")
+    vcol = conn.execute(f"SELECT clip_auto_embed('{table}', 'video', 'video', backfill => false, "
+                        "mode => %s)", (mode,)).fetchone()[0]
+    return vcol, *conn.execute(
+        "SELECT frames_table::text, segments_table::text FROM clip_columns "
+        "WHERE table_oid = %s::regclass AND vector_column = %s", (table, vcol)).fetchone()
+
+
+def _decoder_wait(conn: psycopg.Connection) -> float:
+    return float(conn.execute("SELECT (clip_backend_stats()->'video_decoder'->>'seconds')"
+                              "::float8").fetchone()[0])
+
+
+def _pgclip_cpu(conn: psycopg.Connection) -> tuple[float, int | None]:
+    """CPU seconds of the backend and its decoder process (read from /proc), and the
+    decoder's pid (a new one means the old one's seconds were lost)."""
+    cpu, pid = backend_python(conn, _CPU_PROBE)
+    if pid:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return float(cpu), pid
+
+
+def _check(conn: psycopg.Connection, frames: str, key: int, raw: dict[str, Any]) -> dict:
+    """pgclip kept the frames the raw loop kept (times), and embedded them alike (cosine)."""
+    rows = conn.execute(f"SELECT t_s, embedding FROM {frames} WHERE id = %s ORDER BY t_s",
+                        (key,)).fetchall()
+    same = len(rows) == len(raw["times"]) and all(
+        abs(r[0] - t) < 1e-6 for r, t in zip(rows, raw["times"], strict=True))
+    theirs = np.frombuffer(base64.b64decode(raw["vectors"]), np.float32)
+    cos = (float((np.stack([r[1].to_numpy() for r in rows]).ravel() * theirs)
+                 .reshape(len(rows), -1).sum(1).min()) if same else float("nan"))
+    return {"frames": len(rows), "raw_frames": len(raw["times"]), "same_times": same,
+            "min_cosine": cos}
+
+
+def _sizes(conn: psycopg.Connection, table: str) -> dict[str, Any]:
+    rows, heap, total = conn.execute(
+        f"SELECT (SELECT count(*) FROM {table}), pg_table_size(%s::regclass), "
+        "pg_total_relation_size(%s::regclass)", (table, table)).fetchone()
+    idx = conn.execute(
+        "SELECT c.relname, a.amname, pg_relation_size(i.indexrelid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+        "WHERE i.indrelid = %s::regclass ORDER BY 1", (table,)).fetchall()
+    return {"rows": int(rows), "table_bytes": int(heap), "bytes": int(total),
+            "indexes": {n: {"am": am, "bytes": int(b)} for n, am, b in idx}}
+
+
+def storage(conn: psycopg.Connection, vcol: str, frames: str, segments: str,
+            seconds: float) -> dict[str, Any]:
+    """Rows and bytes of what the column stored (tables with their TOAST and indexes; on the
+    video table, the vector column and its HNSW index), and the same per hour of video."""
+    n, vec_bytes, video_bytes = (int(x) for x in conn.execute(
+        f"SELECT count(*), sum(pg_column_size({vcol})), sum(pg_column_size(video)) "
+        f"FROM {SYNC}").fetchone())
+    table = _sizes(conn, SYNC)
+    vec_idx = {k: v for k, v in table["indexes"].items() if v["am"] == "hnsw"}
+    parts = {"video table: vector column + its HNSW index": {
+                 "rows": n, "bytes": vec_bytes + sum(v["bytes"] for v in vec_idx.values()),
+                 "column_bytes": vec_bytes, "indexes": vec_idx},
+             "frames table (heap, TOAST, indexes)": _sizes(conn, frames),
+             "segments table (heap, TOAST, indexes)": _sizes(conn, segments)}
+    per_hour: dict[str, dict[str, float]] = {}
+    hour = 3600 / seconds
+    for k, p in parts.items():
+        per_hour[k] = {"rows": p["rows"] * hour, "mib": p["bytes"] * hour / 2**20}
+        for name, i in p["indexes"].items():
+            per_hour[f"  of which {i['am']} index {name}"] = {
+                "rows": p["rows"] * hour, "mib": i["bytes"] * hour / 2**20}
+    per_hour["(the video files: bytea column)"] = {"rows": n * hour,
+                                                  "mib": video_bytes * hour / 2**20}
+    return {"video_seconds": seconds, "parts": parts, "video_table": table,
+            "video_bytes": video_bytes, "per_hour": per_hour}
+
+
+def _async(ctx: Context, conn: psycopg.Connection, data: list[bytes]) -> dict[str, Any]:
+    """The same videos through an async column: the writer's COPY, then clip_worker."""
+    vcol, _, _ = _setup(conn, ASYNC, "async")
+    with connect(ctx.url) as writer:
+        t0 = time.perf_counter()
+        with writer.cursor() as cur, cur.copy(f"COPY {ASYNC} (id, video) FROM STDIN") as cp:
+            for i, b in enumerate(data):
+                cp.write_row((i + 1, b))
+        copy_s = time.perf_counter() - t0
+    queued = conn.execute("SELECT count(*) FROM clip_queue WHERE table_oid = %s::regclass",
+                          (ASYNC,)).fetchone()[0]
+    d0, t0 = _decoder_wait(conn), time.perf_counter()
+    conn.execute(f"CALL clip_worker('{ASYNC}')")
+    worker_s = time.perf_counter() - t0
+    missing = conn.execute(f"SELECT count(*) FROM {ASYNC} WHERE {vcol} IS NULL").fetchone()[0]
+    return {"copy_seconds": copy_s, "queued": int(queued), "worker_seconds": worker_s,
+            "decoder_wait_seconds": _decoder_wait(conn) - d0, "not_embedded": int(missing)}
+
+
+def _rep(conn: psycopg.Connection, w: VideoWorker, frames: str, paths: list[Path],
+         data: list[bytes], rep: int, checks: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Every video once each way, alternating which goes first; ``checks``: compare them."""
+    conn.execute(f"TRUNCATE {SYNC} CASCADE")
+    run: dict[str, Any] = {k: [] for k in ("raw", "raw_decode", "raw_embed", "raw_cpu",
+                                           "pgclip", "pgclip_decoder_wait")}
+    cpu0, pid0 = _pgclip_cpu(conn)
+    for i, (path, blob) in enumerate(zip(paths, data, strict=True)):
+        for side in ("raw", "pgclip") if (rep + i) % 2 == 0 else ("pgclip", "raw"):
+            if side == "raw":
+                r = w.call("embed", path=str(path), fps=FPS, batch=BATCH,
+                           vectors=checks is not None)
+                for k in ("", "_decode", "_embed", "_cpu"):
+                    run["raw" + k].append(r[k[1:] + "_seconds" if k else "seconds"])
+            else:
+                d0, t0 = _decoder_wait(conn), time.perf_counter()
+                conn.execute(f"INSERT INTO {SYNC} VALUES (%s, %s)", (i + 1, blob))
+                run["pgclip"].append(time.perf_counter() - t0)
+                run["pgclip_decoder_wait"].append(_decoder_wait(conn) - d0)
+        if checks is not None:
+            checks.append(_check(conn, frames, i + 1, r))
+    cpu1, pid1 = _pgclip_cpu(conn)
+    run["pgclip_cpu"] = cpu1 - cpu0 if pid1 == pid0 else float("nan")
+    return run
+
+
+def video_case(ctx: Context, model: str, lengths: tuple[int, ...] = LENGTHS_S,
+               reps: int = 2, with_async: bool = True) -> dict[str, Any]:
+    """``reps`` repetitions of the whole set, interleaved video by video."""
+    paths, warm = video_files(lengths), video_files((WARM_UP_S,), first_seed=100)[0]
+    data = [p.read_bytes() for p in paths]
+    conn = connect(ctx.url, model, **{"pgclip.video_sync_max_seconds": str(10 * max(lengths)),
+                                      "pgclip.batch_size": str(BATCH)})
+    vcol, frames, segments = _setup(conn, SYNC, "sync")
+    conn.execute(f"INSERT INTO {SYNC} VALUES (0, %s)", (warm.read_bytes(),))  # model, decoder
+    threads = int(backend_python(conn, "import torch\nresult = torch.get_num_threads()"))
+    runs: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
+    with VideoWorker() as w:
+        w.call("load", model=model, pretrained=model_settings(model)["pgclip.pretrained"],
+               threads=threads)
+        w.call("embed", path=str(warm), fps=FPS, batch=BATCH, vectors=False)
+        for rep in range(reps):
+            run = _rep(conn, w, frames, paths, data, rep, checks if rep == reps - 1 else None)
+            queued, missing = conn.execute(
+                f"SELECT (SELECT count(*) FROM clip_queue WHERE table_oid = '{SYNC}'::regclass),"
+                f" (SELECT count(*) FROM {SYNC} WHERE {vcol} IS NULL)").fetchone()
+            if queued or missing:
+                raise RuntimeError(f"{queued} videos queued, {missing} without a vector")
+            runs.append(run)
+            t = {k: sum(v) if isinstance(v, list) else v for k, v in run.items()}
+            log(f"video rep {rep + 1}/{reps}: raw {t['raw']:.1f}s (decode {t['raw_decode']:.1f}s"
+                f", {t['raw_cpu']:.1f} CPU-s), pgclip {t['pgclip']:.1f}s (decoder wait "
+                f"{t['pgclip_decoder_wait']:.1f}s, {t['pgclip_cpu']:.1f} CPU-s): "
+                f"{t['pgclip'] / t['raw']:.3f}x")
+    seconds = float(sum(lengths))
+    tot = {k: median([sum(r[k]) if isinstance(r[k], list) else r[k] for r in runs])
+           for k in runs[0]}
+    pairs = [p / r for run in runs for p, r in zip(run["pgclip"], run["raw"], strict=True)]
+    out: dict[str, Any] = {
+        "model": model, "videos": len(paths), "video_seconds": seconds,
+        "video_mib": [round(len(b) / 2**20, 2) for b in data], "frame_size": f"{WIDTH}x{HEIGHT}",
+        "frame_rate": RATE, "codec": "H.264 in MP4 (x264 veryfast, CRF 19, B-frames)",
+        "fps_kept": FPS, "batch": BATCH, "torch_threads": threads, "reps": reps,
+        "seconds": tot, "ratio_pgclip_to_raw": ratio(tot["pgclip"], tot["raw"]),
+        "ratio_per_rep": [ratio(sum(r["pgclip"]), sum(r["raw"])) for r in runs],
+        "ratio_per_video_median": median(pairs),
+        "cpu_ratio_pgclip_to_raw": ratio(tot["pgclip_cpu"], tot["raw_cpu"]),
+        "raw_decode_share": ratio(tot["raw_decode"], tot["raw"]),
+        "pgclip_decoder_wait_share": ratio(tot["pgclip_decoder_wait"], tot["pgclip"]),
+        "checks": checks, "same_frames": all(c["same_times"] for c in checks),
+        "min_cosine": min((c["min_cosine"] for c in checks), default=float("nan")),
+        "runs": runs}
+    out["storage"] = storage(conn, vcol, frames, segments, seconds)
+    if with_async:
+        log("video: the same videos through an async column (COPY, then clip_worker)")
+        out["async"] = _async(ctx, conn, data)
+        out["async"]["ratio_worker_to_raw"] = ratio(out["async"]["worker_seconds"], tot["raw"])
+    conn.close()
+    out["load_average_after"] = open("/proc/loadavg").read().split()[:3]
+    return out
+
+
+if __name__ == "__main__":
+    main()
