@@ -7,12 +7,14 @@ import pytest
 from pgclip import images, settings
 from pgclip.errors import InvalidParameter
 from pgclip.settings import AdminOnlyFormat, Settings
+from pgclip.video import limits as video_limits
 
 
 def test_names_are_the_settings_parse_reads() -> None:
     assert set(settings.NAMES) == {"model", "pretrained", "device", "precision",
                                    "max_image_bytes", "max_image_pixels", "image_formats",
-                                   "max_text_chars", "checkpoint_sha256", "torch_threads"}
+                                   "max_text_chars", "checkpoint_sha256", "torch_threads",
+                                   *video_limits.NAMES}
 
 
 @pytest.mark.parametrize("raw", [{}, dict.fromkeys(settings.NAMES),

@@ -51,7 +51,7 @@ def sampled(times: list[float], fps: float) -> list[float]:
     out: list[float] = []
     k = 0
     while k / fps <= times[-1] + 1e-9:
-        t = next(t for t in times if t >= k / fps - 1e-6)
+        t = next(t for t in times if t >= k / fps - 5e-4)
         if not out or t > out[-1]:
             out.append(t)
         k += 1

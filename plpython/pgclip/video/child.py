@@ -33,6 +33,9 @@ from pgclip.video.limits import DEMUXERS
 PR_SET_PDEATHSIG = 1
 MAX_REQUEST = 1024**3  # bytea's own limit
 BUFFER_BYTES = 256 * 1024**2  # RGB frames waiting to be sent
+# Matroska and WebM keep milliseconds: a frame meant for k / fps may be stamped up to half a
+# millisecond before it, and still stands for that grid point.
+GRID_SLACK_S = 0.0005
 
 
 class Refused(Exception):
@@ -190,7 +193,7 @@ def _decode(container: Any, stream: Any, req: dict[str, Any], out: Writer, t0: f
                 raise Refused("limit", f"a video frame of {frame.width} x {frame.height} pixels "
                               f"is more than pgclip.max_video_pixels ({lim['max_pixels']})",
                               hint="Downscale the video, or raise pgclip.max_video_pixels.")
-            if t < 0 or t <= last_t or t * fps < next_k - 1e-6:
+            if t < 0 or t <= last_t or t < next_k / fps - GRID_SLACK_S:
                 continue
             kept += 1
             if kept > lim["max_samples"]:
@@ -201,7 +204,7 @@ def _decode(container: Any, stream: Any, req: dict[str, Any], out: Writer, t0: f
             rgb = _rgb(frame)
             out.send(protocol.FRAME, {"t": t, "h": rgb.shape[0], "w": rgb.shape[1]},
                      rgb.tobytes())
-            last_t, next_k = t, math.floor(t * fps + 1e-6) + 1
+            last_t, next_k = t, math.floor((t + GRID_SLACK_S) * fps) + 1
     except av.error.MemoryError:
         raise Refused("memory", "the video decoder ran out of memory") from None
     except MemoryError:

@@ -285,21 +285,26 @@ def info_and_frames(data: bytes, fps: float, limits: VideoLimits,
     (pts x time_base - start_time). The frames arrive while the decoder goes on decoding."""
     it = _request("frames", data, fps, limits, check)
     stats.videos += 1
-    kind, header, _ = next(it)
-    if kind != protocol.INFO:
+    first = next(it, None)
+    if first is None or first[0] != protocol.INFO:
         it.close()
         raise InvalidVideo("the video decoder gave no information about the file")
+    _, header, _ = first
 
     def rest() -> Iterator[tuple[float, np.ndarray]]:
         for kind, header, payload in it:
             if kind != protocol.FRAME:
                 continue
-            w, h = int(header["w"]), int(header["h"])
+            try:
+                t, w, h = float(header["t"]), int(header["w"]), int(header["h"])
+            except (KeyError, TypeError, ValueError):
+                raise InvalidVideo("the video decoder sent a malformed frame",
+                                   hint="The file is probably hostile.") from None
             if w * h * 3 != len(payload) or w * h > limits.max_pixels:
                 raise InvalidVideo("the video decoder sent a frame of the wrong size",
                                    hint="The file is probably hostile.")
             stats.frames += 1
-            yield float(header["t"]), np.frombuffer(payload, np.uint8).reshape(h, w, 3)
+            yield t, np.frombuffer(payload, np.uint8).reshape(h, w, 3)
 
     return _info(header), rest()
 
