@@ -19,7 +19,7 @@ from bench.common import ROOT, TINY, VIT, cluster_url, connect, ensure_checkpoin
 from bench.common import recreate_db as _recreate_db
 
 ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "omp", "search",
-             "parallel", "async", "partitions", "burst")
+             "parallel", "async", "partitions", "burst", "video")
 # --quick: the sizes of the parallel, async and partitions cases for a smoke run
 QUICK = {"async_rows": 200, "async_seconds": 6.0, "partition_rows": 5000}
 
@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--partition-queries", type=int, default=100)
     ap.add_argument("--burst-sizes", default="1,4,16",
                     help="connections per burst of the burst case")
+    ap.add_argument("--video-lengths", default="60,90,120,75,105,80,100",
+                    help="seconds of each generated video of the video case")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes for the parallel, async and partitions cases: "
                          + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
@@ -172,6 +174,11 @@ def main() -> None:
         sizes = tuple(int(x) for x in args.burst_sizes.split(",") if x.strip())
         for model in models:
             run("burst", lambda m: burst(ctx, m, sizes), model)
+    if "video" in selected:
+        from bench.video import video_case
+
+        lengths = tuple(int(x) for x in args.video_lengths.split(",") if x.strip())
+        run("video", lambda m: video_case(ctx, m, lengths), VIT)
     save()
     log(f"done in {time.time() - started:.0f}s: {Path(out_dir, args.name)}.md / .json")
     print(json.dumps({"meets": report.targets(results)}, indent=1))

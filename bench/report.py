@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import report_burst, report_scale
+from bench import report_burst, report_scale, report_video
 from bench.common import TINY, VIT
 
 
@@ -101,7 +101,8 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                     "measured": f"min cosine {cos:.4f}; speed-up " + ", ".join(
                         f"{k} {v:.2f}x" for k, v in prec["bf16_speedup"].items()),
                     "met": cos >= 0.99})
-    return out + report_scale.targets(c) + report_burst.targets(c)
+    return (out + report_scale.targets(c) + report_burst.targets(c)
+            + report_video.targets(c))
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -275,6 +276,7 @@ def markdown(res: dict[str, Any]) -> str:
                          f"{_f(tq['repeated_ms_p50'])} ms (query cache).\n")
     parts.append(report_scale.markdown(c))
     parts.append(report_burst.markdown(c))
+    parts.append(report_video.markdown(c))
     return "".join(parts)
 
 

@@ -82,19 +82,20 @@ def _candidates(plpy: Any, col: columns.Column, qvec: str, pool: int, filter_sql
     """The ``pool`` frames nearest the query, each with the segment that holds it."""
     assert col.video is not None
     dist = f"f.embedding OPERATOR({col.vector_schema}.<=>) $1::{col.vector_type}"
-    join = (f"JOIN {col.table} t ON {row_keys.same_key(plpy, col, 't', 'f')} "
-            if filter_sql else "")
     where = ["($3::pg_catalog.float8 IS NULL OR f.t_s OPERATOR(pg_catalog.>=) $3)",
              "($4::pg_catalog.float8 IS NULL OR f.t_s OPERATOR(pg_catalog.<=) $4)"]
     if filter_sql:
-        where.append(f"({filter_sql})")
+        # Its own scope: the table's columns come first, so a key column named in the filter
+        # (the frame table has one of the same name) is not ambiguous.
+        where.append(f"EXISTS (SELECT FROM {col.table} t WHERE "
+                     f"{row_keys.same_key(plpy, col, 't', 'f')} AND ({filter_sql}))")
     keys = ", ".join(f"f.{plpy.quote_ident(k)}" for k in col.key_columns)
     plan = catalog.plan(
         plpy,
         ("video_search", col.table_oid, col.vector_column, col.video.frames_table,
          col.video.segments_table, col.vector_type, col.key_columns, col.key_types, filter_sql),
         f"WITH c AS MATERIALIZED (SELECT {keys}, f.t_s, ({dist})::pg_catalog.float8 AS d "
-        f"FROM {col.video.frames_table} f {join}WHERE {' AND '.join(where)} "
+        f"FROM {col.video.frames_table} f WHERE {' AND '.join(where)} "
         f"ORDER BY {dist} LIMIT $2) "
         f"SELECT {row_keys.key_text(plpy, col, 'c')} AS row_key, s.start_s, s.end_s, "
         "c.t_s AS best_s, c.d AS distance FROM c LEFT JOIN LATERAL "
