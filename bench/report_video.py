@@ -52,7 +52,7 @@ def markdown(c: dict[str, Any]) -> str:
             continue
         s = r["seconds"]
         rows = [["raw: PyAV decode, then open_clip", _f(s["raw"]), "1.00", _f(s["raw_cpu"]),
-                 "1.00", f"decode {_f(s['raw_decode'])} s ({r['raw_decode_share']:.0%})"],
+                 "1.00", f"decode + RGB {_f(s['raw_decode'])} s ({r['raw_decode_share']:.0%})"],
                 ["pgclip: INSERT per video, sync column", _f(s["pgclip"]),
                  f"{r['ratio_pgclip_to_raw']:.3f}", _f(s["pgclip_cpu"]),
                  f"{r['cpu_ratio_pgclip_to_raw']:.2f}",

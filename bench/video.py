@@ -1,17 +1,17 @@
 """Video ingest: pgclip against a plain Python loop doing the same work, and what a video
 column stores per hour of video.
 
-raw = PyAV decodes each video in a plain Python process (``python -m bench.video``, the same
-environment as bench/raw.py's workers), keeps the first frame at or after every 1/fps seconds
-(the rule of pgclip's decoder), and embeds those frames with open_clip (its own preprocess,
-batch 32, ``torch.inference_mode``, the backend's torch thread count), one step after the
-other. pgclip = one ``INSERT`` per video into a table with a sync video column
-(``pgclip.video_sync_max_seconds`` above every video), timed around the statement; it decodes
-in the backend's decoder process while the backend embeds, and writes the frame and segment
-tables and their HNSW indexes. Videos are interleaved one by one between the two, and checked
-to give the same frame times and vectors. Once more through an async column: the writer's
-``COPY``, then ``CALL clip_worker``. Then the sizes of everything the sync column stored,
-scaled to one hour of video.
+raw = PyAV decodes each video in a plain Python process (``python -m bench.video``, set up as
+bench/raw.py's workers), keeps the first frame at or after every 1/fps seconds (the rule of
+pgclip's decoder), and embeds those frames with open_clip (its own preprocess, batch 32,
+``torch.inference_mode``, the backend's torch thread count), one step after the other.
+pgclip = one ``INSERT`` per video into a table with a sync video column
+(``pgclip.video_sync_max_seconds`` above every video), timed around the statement: the
+backend's decoder process decodes while the backend embeds, and the statement writes the
+frame and segment tables and their HNSW indexes. The two alternate video by video, and must
+keep the same frames with the same vectors. The first videos again through an async column
+(the writer's ``COPY``, then ``CALL clip_worker`` per video, alternating with the raw loop).
+Last, the sizes of everything the sync column stored, scaled to one hour of video.
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ import io
 import json
 import math
 import os
-import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,6 @@ from bench.cases import BATCH, Context
 from bench.common import (
     PACKAGE_DIR,
     ROOT,
-    STATE,
     RawWorker,
     backend_python,
     connect,
@@ -45,115 +42,11 @@ from bench.common import (
     model_settings,
     ratio,
 )
+from bench.video_files import HEIGHT, RATE, WIDTH, video_files
 
-WIDTH, HEIGHT, RATE = 640, 360, 30
 LENGTHS_S = (60, 90, 120, 75, 105, 80, 100)  # 630 s: 10.5 minutes of video
 WARM_UP_S = 12
 FPS = 1.0  # pgclip.video_fps's default: frames kept per second
-GEN = 1  # bump when the generator changes: the cached files are named after it
-PAN = 96  # pixels of background beyond the frame, for the camera's pan
-
-
-# --- the videos ---------------------------------------------------------------------------------
-
-def _background(rng: random.Random) -> np.ndarray:
-    """A gradient with coarse blotches and fine texture, larger than the frame (it pans)."""
-    from PIL import Image
-
-    h, w = HEIGHT + PAN, WIDTH + PAN
-    a, b = (np.array([rng.randrange(256) for _ in range(3)], np.float32) for _ in range(2))
-    bg = a + (b - a) * np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
-    for cells, scale, resample in ((24, 0.5, Image.BICUBIC), (w // 6, 0.2, Image.BILINEAR)):
-        noise = np.array([[rng.randrange(256) for _ in range(cells)]
-                          for _ in range(max(2, cells * h // w))], np.uint8)
-        up = np.asarray(Image.fromarray(noise).resize((w, h), resample), np.float32)
-        bg = bg + (up[..., None] - 128) * scale
-    return np.clip(bg, 0, 255).astype(np.uint8)
-
-
-def _sprite(rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image, ImageDraw
-
-    s = rng.randrange(40, 150)
-    img = Image.new("RGBA", (s, s), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(img)
-    fill = (*(rng.randrange(256) for _ in range(3)), 255)
-    kind = rng.randrange(3)
-    if kind == 0:
-        draw.ellipse((0, 0, s - 1, s - 1), fill=fill)
-    elif kind == 1:
-        draw.rectangle((0, 0, s - 1, s - 1), fill=fill)
-    else:
-        draw.polygon([(s // 2, 0), (s - 1, s - 1), (0, s - 1)], fill=fill)
-    arr = np.asarray(img)
-    return arr[..., :3].copy(), arr[..., 3] > 0
-
-
-def _frames(seconds: int, seed: int) -> Iterator[np.ndarray]:
-    """Scenes of 4 to 16 s: a panning background, 3 to 6 shapes moving and bouncing, grain."""
-    rng = random.Random(seed)
-    grain = [np.random.default_rng(seed + k).integers(-6, 7, (HEIGHT, WIDTH, 3), np.int16)
-             for k in range(4)]
-    n, i = seconds * RATE, 0
-    while i < n:
-        scene = min(n - i, int(rng.uniform(4, 16) * RATE))
-        bg = _background(rng)
-        pan = (rng.uniform(-1.5, 1.5), rng.uniform(-0.7, 0.7))
-        sprites = [[*_sprite(rng), rng.uniform(0, WIDTH - 150), rng.uniform(0, HEIGHT - 150),
-                    rng.uniform(-6, 6), rng.uniform(-4, 4)] for _ in range(rng.randrange(3, 7))]
-        for j in range(scene):
-            ox, oy = int(PAN / 2 + pan[0] * j) % PAN, int(PAN / 2 + pan[1] * j) % PAN
-            f = bg[oy:oy + HEIGHT, ox:ox + WIDTH].copy()
-            for sp in sprites:
-                rgb, mask, x, y, vx, vy = sp
-                h, w = mask.shape
-                x, y = x + vx, y + vy
-                if not 0 <= x <= WIDTH - w:
-                    vx, x = -vx, min(max(x, 0), WIDTH - w)
-                if not 0 <= y <= HEIGHT - h:
-                    vy, y = -vy, min(max(y, 0), HEIGHT - h)
-                sp[2:] = [x, y, vx, vy]
-                f[int(y):int(y) + h, int(x):int(x) + w][mask] = rgb[mask]
-            shift = (rng.randrange(HEIGHT), rng.randrange(WIDTH))
-            noisy = f.astype(np.int16) + np.roll(grain[(i + j) % 4], shift, (0, 1))
-            yield np.clip(noisy, 0, 255).astype(np.uint8)
-        i += scene
-
-
-def encode(seconds: int, seed: int) -> bytes:
-    """An H.264 MP4 (x264 veryfast, CRF 19, B-frames: about 1 Mbit/s at 640 x 360)."""
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=RATE)
-        s.width, s.height, s.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        s.options = {"preset": "veryfast", "crf": "19", "threads": "2", "x264-params": "log=-1"}
-        for f in _frames(seconds, seed):
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return buf.getvalue()
-
-
-def video_files(lengths: tuple[int, ...], first_seed: int = 0) -> list[Path]:
-    """The videos, generated once under .pgclip/bench/videos/ (about 20 s of encoding per
-    minute of video on 2 cores)."""
-    folder = STATE / "videos"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, seconds in enumerate(lengths, first_seed):
-        path = folder / f"gen{GEN}-seed{i}-{seconds}s.mp4"
-        if not path.exists():
-            t0 = time.perf_counter()
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(encode(seconds, i))
-            os.replace(tmp, path)
-            log(f"video: generated {path.name} ({path.stat().st_size / 2**20:.1f} MiB) in "
-                f"{time.perf_counter() - t0:.0f}s")
-        paths.append(path)
-    return paths
 
 
 # --- the raw loop (python -m bench.video) -------------------------------------------------------
@@ -174,7 +67,7 @@ def _load(model: str, pretrained: str, threads: int) -> dict[str, Any]:
 
 
 def _embed(path: str, fps: float, batch: int, vectors: bool) -> dict[str, Any]:
-    """Decode, keep, convert and embed one video, one step after the other."""
+    """Decode, keep, convert to RGB and embed one video's frames, one step after the other."""
     import av
     import torch
     import torch.nn.functional as F
@@ -182,53 +75,43 @@ def _embed(path: str, fps: float, batch: int, vectors: bool) -> dict[str, Any]:
     m, preprocess = _state["model"], _state["preprocess"]
     data = Path(path).read_bytes()
     t0, c0 = time.perf_counter(), time.process_time()
-    decode = embed = 0.0
+    embed = 0.0
     times: list[float] = []
     pending: list[Any] = []
     out: list[np.ndarray] = []
 
     def flush() -> None:
+        nonlocal embed
+        e0 = time.perf_counter()
         with torch.inference_mode():
             x = torch.stack([preprocess(im) for im in pending])
             out.append(F.normalize(m.encode_image(x), dim=-1).numpy())
         pending.clear()
+        embed += time.perf_counter() - e0
 
-    decoded = 0
     with av.open(io.BytesIO(data), mode="r") as c:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"  # as pgclip's decoder process
         start, tb = stream.start_time, stream.time_base
         next_k, last_t = 0, -math.inf
-        it = c.decode(stream)
-        while True:
-            d0 = time.perf_counter()
-            frame = next(it, None)
-            if frame is None:
-                decode += time.perf_counter() - d0
-                break
-            decoded += 1
-            image = None
-            if frame.pts is not None:
-                start = frame.pts if start is None else start
-                t = float((frame.pts - start) * tb)
-                if t >= 0 and t > last_t and t * fps >= next_k - 1e-6:
-                    image = frame.to_image()  # RGB
-                    times.append(t)
-                    last_t, next_k = t, math.floor(t * fps + 1e-6) + 1
-            e0 = time.perf_counter()
-            decode += e0 - d0
-            if image is not None:
-                pending.append(image)
-                if len(pending) >= batch:
-                    flush()
-                    embed += time.perf_counter() - e0
+        for frame in c.decode(stream):
+            if frame.pts is None:
+                continue
+            start = frame.pts if start is None else start
+            t = float((frame.pts - start) * tb)
+            if t < 0 or t <= last_t or t * fps < next_k - 1e-6:  # pgclip.video.child's rule
+                continue
+            pending.append(frame.to_image())  # RGB
+            times.append(t)
+            last_t, next_k = t, math.floor(t * fps + 1e-6) + 1
+            if len(pending) >= batch:
+                flush()
     if pending:
-        e0 = time.perf_counter()
         flush()
-        embed += time.perf_counter() - e0
-    reply: dict[str, Any] = {"seconds": time.perf_counter() - t0, "decode_seconds": decode,
+    seconds = time.perf_counter() - t0
+    reply: dict[str, Any] = {"seconds": seconds, "decode_seconds": seconds - embed,
                              "embed_seconds": embed, "cpu_seconds": time.process_time() - c0,
-                             "decoded": decoded, "times": times}
+                             "times": times}
     if vectors:
         reply["vectors"] = base64.b64encode(np.concatenate(out).astype(np.float32)).decode()
     return reply
@@ -331,7 +214,7 @@ def storage(conn: psycopg.Connection, vcol: str, frames: str, segments: str,
         f"FROM {SYNC}").fetchone())
     table = _sizes(conn, SYNC)
     vec_idx = {k: v for k, v in table["indexes"].items() if v["am"] == "hnsw"}
-    parts = {"video table: vector column + its HNSW index": {
+    parts = {"video table: vector column and its HNSW index": {
                  "rows": n, "bytes": vec_bytes + sum(v["bytes"] for v in vec_idx.values()),
                  "column_bytes": vec_bytes, "indexes": vec_idx},
              "frames table (heap, TOAST, indexes)": _sizes(conn, frames),
@@ -341,7 +224,7 @@ def storage(conn: psycopg.Connection, vcol: str, frames: str, segments: str,
     for k, p in parts.items():
         per_hour[k] = {"rows": p["rows"] * hour, "mib": p["bytes"] * hour / 2**20}
         for name, i in p["indexes"].items():
-            per_hour[f"  of which {i['am']} index {name}"] = {
+            per_hour[f"{k.split(' (')[0].split(':')[0]}: {i['am']} index {name}"] = {
                 "rows": p["rows"] * hour, "mib": i["bytes"] * hour / 2**20}
     per_hour["(the video files: bytea column)"] = {"rows": n * hour,
                                                   "mib": video_bytes * hour / 2**20}
@@ -349,10 +232,12 @@ def storage(conn: psycopg.Connection, vcol: str, frames: str, segments: str,
             "video_bytes": video_bytes, "per_hour": per_hour}
 
 
-def _async(ctx: Context, conn: psycopg.Connection, data: list[bytes]) -> dict[str, Any]:
-    """These videos through an async column: the writer's COPY, then clip_worker."""
+def _async(conn: psycopg.Connection, w: VideoWorker, paths: list[Path], data: list[bytes],
+           writer_url: str) -> dict[str, Any]:
+    """These videos through an async column: the writer's COPY, then one ``CALL clip_worker``
+    per video, alternating with the raw loop on the same videos."""
     vcol, _, _ = _setup(conn, ASYNC, "async")
-    with connect(ctx.url) as writer:
+    with connect(writer_url) as writer:
         t0 = time.perf_counter()
         with writer.cursor() as cur, cur.copy(f"COPY {ASYNC} (id, video) FROM STDIN") as cp:
             for i, b in enumerate(data):
@@ -360,13 +245,21 @@ def _async(ctx: Context, conn: psycopg.Connection, data: list[bytes]) -> dict[st
         copy_s = time.perf_counter() - t0
     queued = conn.execute("SELECT count(*) FROM clip_queue WHERE table_oid = %s::regclass",
                           (ASYNC,)).fetchone()[0]
-    d0, t0 = _decoder_wait(conn), time.perf_counter()
-    conn.execute(f"CALL clip_worker('{ASYNC}')")
-    worker_s = time.perf_counter() - t0
+    d0, worker, raw = _decoder_wait(conn), [], []
+    for i, path in enumerate(paths):
+        for side in ("pgclip", "raw") if i % 2 == 0 else ("raw", "pgclip"):
+            if side == "raw":
+                raw.append(w.call("embed", path=str(path), fps=FPS, batch=BATCH,
+                                  vectors=False)["seconds"])
+            else:
+                t0 = time.perf_counter()
+                conn.execute(f"CALL clip_worker('{ASYNC}', max_rows => 1)")
+                worker.append(time.perf_counter() - t0)
     missing = conn.execute(f"SELECT count(*) FROM {ASYNC} WHERE {vcol} IS NULL").fetchone()[0]
     return {"videos": len(data), "copy_seconds": copy_s, "queued": int(queued),
-            "worker_seconds": worker_s, "decoder_wait_seconds": _decoder_wait(conn) - d0,
-            "not_embedded": int(missing)}
+            "worker_seconds": sum(worker), "raw_seconds": sum(raw),
+            "ratio_worker_to_raw": ratio(sum(worker), sum(raw)),
+            "decoder_wait_seconds": _decoder_wait(conn) - d0, "not_embedded": int(missing)}
 
 
 def _rep(conn: psycopg.Connection, w: VideoWorker, frames: str, paths: list[Path],
@@ -396,7 +289,7 @@ def _rep(conn: psycopg.Connection, w: VideoWorker, frames: str, paths: list[Path
 
 
 def video_case(ctx: Context, model: str, lengths: tuple[int, ...] = LENGTHS_S,
-               async_videos: int = 3) -> dict[str, Any]:
+               async_videos: int = 2) -> dict[str, Any]:
     """min(--reps, 2) repetitions of the whole set (each 10.5 min of video by default),
     interleaved video by video; then the first ``async_videos`` through an async column."""
     reps = min(ctx.reps, 2)
@@ -409,6 +302,7 @@ def video_case(ctx: Context, model: str, lengths: tuple[int, ...] = LENGTHS_S,
     threads = int(backend_python(conn, "import torch\nresult = torch.get_num_threads()"))
     runs: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
     with VideoWorker() as w:
         w.call("load", model=model, pretrained=model_settings(model)["pgclip.pretrained"],
                threads=threads)
@@ -426,6 +320,10 @@ def video_case(ctx: Context, model: str, lengths: tuple[int, ...] = LENGTHS_S,
                 f", {t['raw_cpu']:.1f} CPU-s), pgclip {t['pgclip']:.1f}s (decoder wait "
                 f"{t['pgclip_decoder_wait']:.1f}s, {t['pgclip_cpu']:.1f} CPU-s): "
                 f"{t['pgclip'] / t['raw']:.3f}x")
+        if async_videos:
+            log(f"video: {async_videos} videos through an async column (COPY, clip_worker)")
+            extra["async"] = _async(conn, w, paths[:async_videos], data[:async_videos],
+                                    ctx.url)
     seconds = float(sum(lengths))
     tot = {k: median([sum(r[k]) if isinstance(r[k], list) else r[k] for r in runs])
            for k in runs[0]}
@@ -443,13 +341,8 @@ def video_case(ctx: Context, model: str, lengths: tuple[int, ...] = LENGTHS_S,
         "pgclip_decoder_wait_share": ratio(tot["pgclip_decoder_wait"], tot["pgclip"]),
         "checks": checks, "same_frames": all(c["same_times"] for c in checks),
         "min_cosine": min((c["min_cosine"] for c in checks), default=float("nan")),
-        "runs": runs}
+        "runs": runs, **extra}
     out["storage"] = storage(conn, vcol, frames, segments, seconds)
-    if async_videos:
-        log(f"video: {async_videos} videos through an async column (COPY, then clip_worker)")
-        a = out["async"] = _async(ctx, conn, data[:async_videos])
-        a["raw_seconds"] = median([sum(r["raw"][:async_videos]) for r in runs])
-        a["ratio_worker_to_raw"] = ratio(a["worker_seconds"], a["raw_seconds"])
     conn.close()
     out["load_average_after"] = open("/proc/loadavg").read().split()[:3]
     return out
