@@ -227,6 +227,24 @@ def test_segfault_in_the_decoder_is_invalid_video() -> None:
     assert decoder_pid() != pid
 
 
+def test_cpu_limit_in_the_decoder_is_the_timeout() -> None:
+    """SIGXCPU is what the kernel sends past RLIMIT_CPU (the timeout on every core)."""
+    sandbox.probe(clip("mp4"), LIMITS)
+    pid = decoder_pid()
+    sent: list[int] = []
+
+    def check() -> None:
+        if not sent:
+            os.kill(pid, signal.SIGXCPU)
+            sent.append(pid)
+
+    with pytest.raises(VideoTooLarge, match="more CPU time than pgclip.video_timeout") as exc:
+        for _ in sandbox.frames(long_video(), 30.0, LIMITS, check=check):
+            pass
+    assert exc.value.sqlstate == "54000" and exc.value.hint
+    assert len(list(sandbox.frames(clip("mp4"), 1.0, LIMITS))) == 3
+
+
 @pytest.mark.parametrize("change,cls,words", [
     ({"max_bytes": 100}, VideoTooLarge, "pgclip.max_video_bytes (100)"),
     ({"max_pixels": 64 * 48 - 1}, VideoTooLarge, "pgclip.max_video_pixels"),

@@ -58,8 +58,11 @@ COMMENT ON FUNCTION clip_search_video(regclass, bytea, integer, name, text, inte
   'The moments of an auto-embedded video column closest to a photo or a video clip (told apart by their bytes), best first, at most per_video per video';
 
 -- DROP TABLE of a table with a video column takes its frame and segment tables along (their
--- foreign keys alone would only be dropped by CASCADE). Runs as the user who drops: it can only
--- drop tables that user may drop; a failure is a WARNING, never a failed DROP.
+-- foreign keys alone would only be dropped by CASCADE). It runs as the role that drops, for
+-- every DROP TABLE in the database: a role that cannot read pgclip's registry has no video
+-- tables and is left alone; a table is dropped only when its foreign key to the dropped table
+-- went in the same command (a registry row alone is no proof: table owners write theirs); a
+-- failure is a WARNING, never a failed DROP.
 CREATE OR REPLACE FUNCTION clip_video_drop() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -67,14 +70,24 @@ AS $$
 DECLARE
     t pg_catalog.regclass;
 BEGIN
+    IF NOT pg_catalog.has_schema_privilege('@extschema@', 'USAGE')
+       OR NOT pg_catalog.has_table_privilege('@extschema@.clip_columns', 'SELECT') THEN
+        RETURN;
+    END IF;
     FOR t IN
         SELECT u.t FROM pg_catalog.pg_event_trigger_dropped_objects() d
-          JOIN @extschema@.clip_columns c ON c.table_oid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid
+          JOIN @extschema@.clip_columns c
+            ON c.table_oid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid
          CROSS JOIN LATERAL (VALUES (c.frames_table), (c.segments_table)) AS u(t)
+          JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) u.t
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace
          WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-           AND d.objsubid OPERATOR(pg_catalog.=) 0 AND d.object_type OPERATOR(pg_catalog.=) 'table'
-           AND u.t IS NOT NULL
-           AND EXISTS (SELECT FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) u.t)
+           AND d.objsubid OPERATOR(pg_catalog.=) 0
+           AND d.object_type OPERATOR(pg_catalog.=) 'table'
+           AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() k
+                        WHERE k.object_type OPERATOR(pg_catalog.=) 'table constraint'
+                          AND k.address_names[1] OPERATOR(pg_catalog.=) n.nspname
+                          AND k.address_names[2] OPERATOR(pg_catalog.=) r.relname)
     LOOP
         BEGIN
             EXECUTE pg_catalog.format('DROP TABLE IF EXISTS %s', t);

@@ -223,6 +223,13 @@ def _serve(req: dict[str, Any], data: bytes) -> None:
     soft = int(lim["memory_bytes"])
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     resource.setrlimit(resource.RLIMIT_DATA, (soft if hard < 0 else min(soft, hard), hard))
+    # CPU time: the wall-time limit on every core, from now (the process serves many videos);
+    # past it the kernel sends SIGXCPU, which the backend reports as pgclip.video_timeout.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    spent = usage.ru_utime + usage.ru_stime
+    cpu = math.ceil(spent + float(lim["timeout_s"]) * (os.cpu_count() or 1)) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu if hard < 0 else min(cpu, hard), hard))
     t0 = time.monotonic()
     frame_bytes = 3 * int(lim["max_pixels"])
     out = Writer(frame_bytes)

@@ -125,11 +125,17 @@ class _Decoder:
             if f is not None:
                 f.close()
 
-    def crashed(self) -> InvalidVideo:
+    def crashed(self, limits: VideoLimits) -> PgclipError:
         try:
             code = self.proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
             code = None
+        if code == -signal.SIGXCPU:
+            return VideoTooLarge(
+                "decoding the video used more CPU time than pgclip.video_timeout allows "
+                f"({limits.timeout_s:g} s on each core)",
+                hint="Raise pgclip.video_timeout, or embed long videos with an async column "
+                "(clip_worker).")
         how = (f"signal {signal.Signals(-code).name}" if code is not None and code < 0
                else f"exit status {code}")
         return InvalidVideo(
@@ -182,7 +188,7 @@ class _Job:
                 except BlockingIOError:
                     continue
                 except BrokenPipeError:
-                    raise self.d.crashed() from None
+                    raise self.d.crashed(self.limits) from None
 
     def _read(self, n: int) -> bytes:
         chunks, left = [], n
@@ -190,7 +196,7 @@ class _Job:
             self._wait(self.d.rfd, write=False)
             chunk = os.read(self.d.rfd, min(left, 1 << 22))
             if not chunk:
-                raise self.d.crashed()
+                raise self.d.crashed(self.limits)
             chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
