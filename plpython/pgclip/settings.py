@@ -7,6 +7,7 @@ setting and the value; none is silently replaced by its default.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -96,8 +97,17 @@ def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = (),
           admin_pins: str | None = None) -> Settings:
     """Build :class:`Settings` from ``{name: value-or-None}`` (names without the prefix).
 
-    ``admin_formats``: see :func:`parse_formats`.
+    ``admin_formats``: see :func:`parse_formats`. Every embedding call parses the session's
+    settings, which rarely change: the result of the same values is reused (it is immutable;
+    an invalid value raises every time).
     """
+    return _parse(tuple(raw.get(n) for n in NAMES), tuple(admin_formats), admin_pins)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(values: tuple[str | None, ...], admin_formats: tuple[str, ...],
+           admin_pins: str | None) -> Settings:
+    raw = dict(zip(NAMES, values, strict=True))
     base = ImageLimits()
     return Settings(
         model=(raw.get("model") or "").strip(),
@@ -106,7 +116,7 @@ def parse(raw: Mapping[str, str | None], *, admin_formats: Collection[str] = (),
         precision=(raw.get("precision") or "").strip() or "auto",
         image_limits=ImageLimits(
             max_bytes=parse_int("max_image_bytes", raw.get("max_image_bytes"), base.max_bytes,
-                           units=True),
+                                units=True),
             max_pixels=parse_int("max_image_pixels", raw.get("max_image_pixels"), base.max_pixels),
             formats=parse_formats(raw.get("image_formats"), admin_formats),
         ),
