@@ -11,10 +11,10 @@ create_model_and_transforms, ``pgclip`` = pgclip.loading's fast path), ``embed_i
 from __future__ import annotations
 
 import io
-import json
-import sys
 import time
 from typing import Any
+
+from bench.worker_loop import serve
 
 _state: dict[str, Any] = {}
 
@@ -125,29 +125,8 @@ def _embed_texts(texts: list[str], batch: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    import logging
-
-    logging.getLogger().setLevel(logging.ERROR)
-    for line in sys.stdin:
-        req = json.loads(line)
-        cmd = req.pop("cmd")
-        try:
-            if cmd == "quit":
-                print(json.dumps({}), flush=True)
-                return
-            if cmd == "load":
-                reply = _load(**req)
-            elif cmd == "embed_images":
-                reply = _embed_images(**req)
-            elif cmd == "embed_images_loader":
-                reply = _embed_images_loader(**req)
-            elif cmd == "embed_texts":
-                reply = _embed_texts(**req)
-            else:
-                reply = {"error": f"unknown command {cmd}"}
-        except Exception as e:  # noqa: BLE001 - reported to the driver
-            reply = {"error": f"{type(e).__name__}: {e}"}
-        print(json.dumps(reply), flush=True)
+    serve({"load": _load, "embed_images": _embed_images,
+           "embed_images_loader": _embed_images_loader, "embed_texts": _embed_texts})
 
 
 if __name__ == "__main__":

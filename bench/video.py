@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import os
 import subprocess
@@ -43,6 +42,7 @@ from bench.common import (
     ratio,
 )
 from bench.video_files import HEIGHT, RATE, WIDTH, video_files
+from bench.worker_loop import serve
 
 LENGTHS_S = (60, 90, 120, 75, 105, 80, 100)  # 630 s: 10.5 minutes of video
 WARM_UP_S = 12
@@ -118,20 +118,7 @@ def _embed(path: str, fps: float, batch: int, vectors: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    import logging
-
-    logging.getLogger().setLevel(logging.ERROR)
-    for line in sys.stdin:
-        req = json.loads(line)
-        cmd = req.pop("cmd")
-        try:
-            if cmd == "quit":
-                print(json.dumps({}), flush=True)
-                return
-            reply = {"load": _load, "embed": _embed}[cmd](**req)
-        except Exception as e:  # noqa: BLE001 - reported to the driver
-            reply = {"error": f"{type(e).__name__}: {e}"}
-        print(json.dumps(reply), flush=True)
+    serve({"load": _load, "embed": _embed})
 
 
 class VideoWorker(RawWorker):

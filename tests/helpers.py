@@ -56,3 +56,19 @@ def explained(conn: psycopg.Connection, *settings: str) -> Iterator[list[str]]:
             yield notices
     finally:
         conn.remove_notice_handler(on_notice)
+
+
+def pid(conn: psycopg.Connection) -> int:
+    """The backend of a session (tests check that it survives bad input)."""
+    return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+@contextmanager
+def setting(conn: psycopg.Connection, name: str, value: str | None) -> Iterator[None]:
+    """SET a setting for the block (None: leave it); the shared session gets it back."""
+    if value is not None:
+        conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+    try:
+        yield
+    finally:
+        conn.execute(f"RESET {name}")

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from pgclip import images, shapes
+from tests.helpers import pid, setting
 
 T = Image.Transpose
 INVERSE = {2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5: T.TRANSPOSE,
@@ -113,18 +114,6 @@ def embed(conn: psycopg.Connection, data: bytes) -> np.ndarray:
     return conn.execute("SELECT clip_embed_image(%s)", (data,)).fetchone()[0].to_numpy()
 
 
-def pid(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-
-
-@contextmanager
-def setting(conn: psycopg.Connection, name: str, value: str) -> Iterator[None]:
-    """SET a pgclip setting for the block; the shared session gets it back afterwards."""
-    conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
-    try:
-        yield
-    finally:
-        conn.execute(f"RESET {name}")
 
 
 @contextmanager

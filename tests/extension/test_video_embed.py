@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from tests import videos
+from tests.helpers import pid, setting
 from tests.plpython.test_video_sandbox import VFR_TIMES, clip, pyav_frames, sampled, vfr
 
 
@@ -61,9 +62,6 @@ def embed_video(conn: psycopg.Connection, data: bytes) -> np.ndarray:
     return conn.execute("SELECT clip_embed_video(%s)", (data,)).fetchone()[0].to_numpy()
 
 
-def pid(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-
 
 def decoder_stats(conn: psycopg.Connection) -> dict:
     stats = conn.execute("SELECT clip_backend_stats()").fetchone()[0]
@@ -89,16 +87,6 @@ def decoders(backend: int) -> list[int]:
             pass
     return out
 
-
-@contextmanager
-def setting(conn: psycopg.Connection, name: str, value: str | None) -> Iterator[None]:
-    """SET a setting for the block (None: leave it); the shared session gets it back."""
-    if value is not None:
-        conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
-    try:
-        yield
-    finally:
-        conn.execute(f"RESET {name}")
 
 
 @contextmanager

@@ -140,3 +140,9 @@ def test_parse_fps_invalid(fps: float | None) -> None:
     assert exc.value.sqlstate == "22023"
     assert "fps must be above 0 and at most 60" in exc.value.message
     assert exc.value.hint
+
+
+def test_defers_long_and_undeclared_videos_only_when_asked() -> None:
+    assert not limits.defers(None, None) and not limits.defers(3600.0, None)
+    assert limits.defers(None, 60.0)  # no declared duration: left to the queue
+    assert limits.defers(60.5, 60.0) and not limits.defers(60.0, 60.0)

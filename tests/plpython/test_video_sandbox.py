@@ -276,3 +276,12 @@ def test_not_a_video_and_damaged_files() -> None:
         sandbox.probe(b"<html></html>" * 10, LIMITS)
     with pytest.raises(InvalidVideo, match="not a readable mp4 file"):
         sandbox.probe(clip("mp4")[:40], LIMITS)
+
+
+def test_a_deferred_video_sends_its_info_and_no_frames() -> None:
+    decoded = sandbox.stats.frames
+    info, frames = sandbox.info_and_frames(clip("mp4"), 1.0, LIMITS, defer_above=1.0)
+    assert info.duration_s == pytest.approx(3.0) and list(frames) == []
+    assert sandbox.stats.frames == decoded
+    _, frames = sandbox.info_and_frames(clip("mp4"), 1.0, LIMITS, defer_above=5.0)
+    assert len(list(frames)) == 3

@@ -26,7 +26,6 @@ from pgclip.loading import LoadedModel
 from pgclip.settings import Settings
 from pgclip.sql_api import catalog, columns, row_keys
 from pgclip.video import embed as video_embed
-from pgclip.video import sandbox
 
 # The errors that belong to one video (the row is logged or the statement fails naming it);
 # any other error (the model, the server) is the statement's.
@@ -100,10 +99,6 @@ def _store(plpy: Any, col: columns.Column, key: str, v: video_embed.VideoEmbeddi
                         [vectors.to_literal(s.vector) for s in v.segments]])
 
 
-def _too_long(info: sandbox.VideoInfo, s: Settings) -> bool:
-    return info.duration_s is None or info.duration_s > s.video.sync_max_seconds
-
-
 def embed(plpy: Any, col: columns.Column, lm: LoadedModel, keys: Sequence[str],
           values: Sequence[Any], s: Settings, batch_size: int, *, defer_long: bool,
           stop_on_error: bool) -> tuple[autoembed.BatchResult, list[str]]:
@@ -122,16 +117,17 @@ def embed(plpy: Any, col: columns.Column, lm: LoadedModel, keys: Sequence[str],
             continue
         data = bytes(value)
         try:
-            if defer_long and _too_long(sandbox.probe(data, s.video.limits, check), s):
-                deferred.append(key)
-                continue
-            v = video_embed.embed_video(lm, data, s.video, batch_size, check, fps=opts.fps,
-                                  threshold=opts.segment_threshold,
-                                  max_segment_s=opts.max_segment_seconds)
+            v = video_embed.embed_video(
+                lm, data, s.video, batch_size, check, fps=opts.fps,
+                threshold=opts.segment_threshold, max_segment_s=opts.max_segment_seconds,
+                defer_above=s.video.sync_max_seconds if defer_long else None)
         except VIDEO_ERRORS as e:
             result.errors[i] = e
             if stop_on_error:
                 break
+            continue
+        if v is None:
+            deferred.append(key)
             continue
         _store(plpy, col, key, v)
         result.vectors[i] = v.vector

@@ -28,7 +28,7 @@ from fractions import Fraction
 from typing import Any
 
 from pgclip.video import protocol
-from pgclip.video.limits import DEMUXERS
+from pgclip.video.limits import DEMUXERS, defers
 
 PR_SET_PDEATHSIG = 1
 MAX_REQUEST = 1024**3  # bytea's own limit
@@ -236,7 +236,7 @@ def _serve(req: dict[str, Any], data: bytes) -> None:
     try:
         container, stream, info = _open(data, req)
         out.send(protocol.INFO, info)
-        if req["op"] == "frames":
+        if req["op"] == "frames" and not defers(info["duration_s"], req.get("defer_above")):
             with container:
                 counts = _decode(container, stream, req, out, t0)
         else:

@@ -16,7 +16,7 @@ from PIL import Image
 from pgclip import embedding
 from pgclip.loading import LoadedModel
 from pgclip.video import sandbox, segments
-from pgclip.video.limits import VideoSettings
+from pgclip.video.limits import VideoSettings, defers
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,11 @@ class VideoEmbedding:
 
 
 def embed_frames(lm: LoadedModel, data: bytes, vs: VideoSettings, fps: float, batch_size: int,
-                 check: Callable[[], None] = sandbox.no_check
+                 check: Callable[[], None] = sandbox.no_check, defer_above: float | None = None
                  ) -> tuple[sandbox.VideoInfo, list[float], np.ndarray]:
-    """Decode and embed the frames kept at ``fps``: ``(info, times, (n, d) vectors)``."""
-    info, it = sandbox.info_and_frames(data, fps, vs.limits, check)
+    """Decode and embed the frames kept at ``fps``: ``(info, times, (n, d) vectors)``; none
+    for a video that :func:`limits.defers` past ``defer_above``."""
+    info, it = sandbox.info_and_frames(data, fps, vs.limits, check, defer_above)
     times: list[float] = []
     parts: list[np.ndarray] = []
     batch: list[Image.Image] = []
@@ -54,12 +55,16 @@ def embed_frames(lm: LoadedModel, data: bytes, vs: VideoSettings, fps: float, ba
 
 def embed_video(lm: LoadedModel, data: bytes, vs: VideoSettings, batch_size: int,
                 check: Callable[[], None] = sandbox.no_check, *, fps: float | None = None,
-                threshold: float | None = None, max_segment_s: float | None = None
-                ) -> VideoEmbedding:
-    """Frames, segments and the whole-video vector. A column's recorded sampling rate and
-    segment settings override the session's (``fps``, ``threshold``, ``max_segment_s``)."""
+                threshold: float | None = None, max_segment_s: float | None = None,
+                defer_above: float | None = None) -> VideoEmbedding | None:
+    """Frames, segments and the whole-video vector; None for a video that
+    :func:`limits.defers` past ``defer_above`` (a writer's statement leaves it to the queue).
+    A column's recorded sampling rate and segment settings override the session's (``fps``,
+    ``threshold``, ``max_segment_s``)."""
     fps = vs.fps if fps is None else fps
-    info, times, vecs = embed_frames(lm, data, vs, fps, batch_size, check)
+    info, times, vecs = embed_frames(lm, data, vs, fps, batch_size, check, defer_above)
+    if defers(info.duration_s, defer_above):
+        return None
     segs = segments.cut(
         times, vecs, fps=fps, duration_s=info.duration_s,
         threshold=vs.segment_threshold if threshold is None else threshold,

@@ -74,6 +74,12 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+def defers(duration_s: float | None, defer_above: float | None) -> bool:
+    """Whether a writer's statement leaves this video to the queue: it declares no duration,
+    or a longer one than ``defer_above`` (pgclip.video_sync_max_seconds; None: never)."""
+    return defer_above is not None and (duration_s is None or duration_s > defer_above)
+
+
 def parse_fps(fps: float | None) -> float:
     """A sampling rate passed to a function (frames kept per second of video)."""
     if fps is None or not 0 < fps <= MAX_FPS:

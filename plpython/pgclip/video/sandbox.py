@@ -250,11 +250,12 @@ def container_of(data: bytes, limits: VideoLimits) -> str:
 
 
 def _request(op: str, data: bytes, fps: float, limits: VideoLimits,
-             check: Callable[[], None]) -> Iterator[tuple[bytes, dict[str, Any], bytes]]:
+             check: Callable[[], None], defer_above: float | None = None
+             ) -> Iterator[tuple[bytes, dict[str, Any], bytes]]:
     container = container_of(data, limits)
     job = _Job(limits, check)
     try:
-        job.send({"op": op, "container": container, "fps": fps,
+        job.send({"op": op, "container": container, "fps": fps, "defer_above": defer_above,
                   "limits": dataclasses.asdict(limits)}, data)
         while True:
             kind, header, payload = job.message()
@@ -284,12 +285,14 @@ def _info(h: dict[str, Any]) -> VideoInfo:
 
 
 def info_and_frames(data: bytes, fps: float, limits: VideoLimits,
-                    check: Callable[[], None] = no_check
+                    check: Callable[[], None] = no_check, defer_above: float | None = None
                     ) -> tuple[VideoInfo, Iterator[tuple[float, np.ndarray]]]:
     """What the container declares, and ``(t_s, H x W x 3 uint8 RGB)`` of the first frame at or
     after every 1/fps seconds, in time order; t_s counts from the video stream's start
-    (pts x time_base - start_time). The frames arrive while the decoder goes on decoding."""
-    it = _request("frames", data, fps, limits, check)
+    (pts x time_base - start_time). The frames arrive while the decoder goes on decoding.
+    No frames when :func:`limits.defers` the video past ``defer_above`` (the decoder decides
+    from what the container declares, so the bytes travel once)."""
+    it = _request("frames", data, fps, limits, check, defer_above)
     stats.videos += 1
     first = next(it, None)
     if first is None or first[0] != protocol.INFO:
