@@ -7,7 +7,7 @@ model and the file:
 - the file is intact but holds another architecture's tensors (:class:`CheckpointMismatch`,
   22023): set ``pgclip.model`` to the architecture it was trained with, which
   :func:`guess_architectures` names when the file is a CLIP ViT checkpoint;
-- the model's tokenizer cannot be built (:class:`TokenizerUnavailable`, 58P01).
+- a Hugging Face file (tokenizer, text tower config) is missing: :mod:`pgclip.hf_files`.
 
 Both load paths, :mod:`pgclip.mapped_load` and open_clip's own, turn their failures into these
 here. Nothing in this module reads tensor data, except :func:`corruption`, which checks a zip
@@ -24,14 +24,12 @@ import re
 import zipfile
 import zlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from pgclip.errors import (
     CheckpointMismatch,
     CorruptCheckpoint,
     PgclipError,
-    TokenizerUnavailable,
     WeightsUnavailable,
     first_line,
 )
@@ -338,36 +336,3 @@ def load_failure(error: BaseException, model_name: str, path: str,
         f'could not load checkpoint "{path}" for model "{model_name}": {first_line(error)}',
         hint="Check pgclip.model and pgclip.pretrained; load the file with open_clip "
         "(create_model_and_transforms) in the server's Python environment to see why.")
-
-
-def tokenizer_unavailable(model_name: str, error: BaseException,
-                          config: Mapping[str, Any] | None) -> TokenizerUnavailable:
-    """The pgclip error for ``open_clip.get_tokenizer(model_name)`` failing with ``error``."""
-    text_cfg = (config or {}).get("text_cfg") or {}
-    hf_name = text_cfg.get("hf_tokenizer_name") or ""
-    source = f'Hugging Face tokenizer "{hf_name}"' if hf_name else "tokenizer"
-    import huggingface_hub.constants as hub
-
-    fill_cache = (f"On a machine with network access, fill a Hugging Face cache with "
-                  f"\"{hf_name}\" (AutoTokenizer.from_pretrained) and copy it to {hub.HF_HUB_CACHE}"
-                  ", the cache the server reads.")
-    if isinstance(error, ImportError):
-        package = error.name or first_line(error)
-        what = f'its {source} needs the Python package "{package}", which is not installed'
-        hint = (f"Install {package} into the Python environment that the server's PL/Python "
-                "imports from." + (f" {fill_cache}" if hf_name else ""))
-    elif isinstance(error, FileNotFoundError) and error.filename:
-        what = f'its vocabulary file "{error.filename}" is missing'
-        own = Path(str(error.filename)).parent.name == "open_clip"
-        hint = ("Reinstall open_clip_torch, which ships that file." if own else
-                "Check the tokenizer settings (text_cfg) of the model's config.")
-    elif hf_name:
-        offline = " and the server is offline (HF_HUB_OFFLINE)" if hub.HF_HUB_OFFLINE else \
-            f" and could not be fetched ({first_line(error)})"
-        what = f"its {source} is not in the Hugging Face cache ({hub.HF_HUB_CACHE}){offline}"
-        hint = fill_cache
-    else:
-        what = f"{type(error).__name__}: {first_line(error)}"
-        hint = "Check that open_clip.get_tokenizer loads it in the server's Python environment."
-    return TokenizerUnavailable(f'the tokenizer of model "{model_name}" is unavailable: {what}',
-                                hint=hint)

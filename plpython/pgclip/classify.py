@@ -3,7 +3,9 @@
 A label's text vector is the renormalised mean of the unit text vectors of its prompts, one
 prompt per template (``"a photo of a {}."`` with the label in place of ``{}``): CLIP's prompt
 ensembling, as open_clip's ``build_zero_shot_classifier`` computes it. Class probabilities are
-the softmax of ``logit_scale * cosine`` with the model's own logit scale.
+the model's own (:func:`probabilities`): for a CLIP-style model the softmax over labels of
+``logit_scale * cosine``; for a SigLIP-style model, trained with a sigmoid loss and a learned
+``logit_bias``, each label's own ``sigmoid(logit_scale * cosine + logit_bias)``.
 
 Label vectors are cached per process (one PostgreSQL backend) by :class:`LabelCache`, keyed by
 the loaded model instance, the templates and the label text; a call with 1,000 labels that were
@@ -214,9 +216,23 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def probabilities(cos: np.ndarray, logit_scale: float) -> np.ndarray:
-    """CLIP's class probabilities: softmax over labels of ``logit_scale * cosine``."""
-    return softmax(logit_scale * cos)
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    # exp of a negative number only: no overflow for large |logits|
+    e = np.exp(-np.abs(logits))
+    return np.where(logits >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def probabilities(cos: np.ndarray, logit_scale: float,
+                  logit_bias: float | None = None) -> np.ndarray:
+    """The model's probabilities of labels (last axis) given their cosines.
+
+    CLIP (``logit_bias`` None): softmax over the labels of ``logit_scale * cosine``; they sum to
+    1, so each depends on the other labels. SigLIP: ``sigmoid(logit_scale * cosine +
+    logit_bias)`` for each label on its own, the probability that it fits the image.
+    """
+    if logit_bias is None:
+        return softmax(logit_scale * cos)
+    return sigmoid(logit_scale * cos + logit_bias)
 
 
 def ranked(labels: Sequence[str], probs: np.ndarray) -> list[tuple[str, float]]:
@@ -245,8 +261,9 @@ def check_score(score: str | None) -> str:
     s = (score or "").strip().lower()
     if s not in SCORES:
         raise InvalidParameter(f'invalid score "{score}"',
-                               hint="Use 'probability' (softmax over the vocabulary with the "
-                               "model's logit scale) or 'cosine' (raw cosine similarity).")
+                               hint="Use 'probability' (the model's own: softmax over the "
+                               "vocabulary, or each tag's sigmoid for SigLIP-style models) or "
+                               "'cosine' (raw cosine similarity).")
     return s
 
 
@@ -273,13 +290,13 @@ def vocabulary_matrix(cache: LabelCache, lm: Any, tags: Sequence[Tag],
     return out
 
 
-def tag_scores(vecs: np.ndarray, matrix: np.ndarray, logit_scale: float,
-               score: str) -> np.ndarray:
+def tag_scores(vecs: np.ndarray, matrix: np.ndarray, score: str, logit_scale: float,
+               logit_bias: float | None) -> np.ndarray:
     """``(n, n_tags)`` scores of unit image vectors ``vecs`` ``(n, d)`` against the tags."""
     cos = vecs.astype(np.float64) @ matrix.T.astype(np.float64)
     if score == "cosine" or matrix.shape[0] == 0:
         return cos
-    return probabilities(cos, logit_scale)
+    return probabilities(cos, logit_scale, logit_bias)
 
 
 def thresholds_of(tags: Sequence[Tag], default: float) -> np.ndarray:

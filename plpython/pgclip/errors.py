@@ -138,6 +138,13 @@ class TokenizerUnavailable(WeightsUnavailable):
     sqlstate = "58P01"  # undefined_file
 
 
+class TextTowerUnavailable(WeightsUnavailable):
+    """A Hugging Face text tower (xlm-roberta, NLLB, ...) cannot be built: its model config is
+    not in the Hugging Face cache of an offline server."""
+
+    sqlstate = "58P01"  # undefined_file
+
+
 class InvalidVideo(InvalidParameter):
     """Bytes that are not a decodable video, or that made the decoder process fail."""
 

@@ -9,6 +9,10 @@ fast path declines, load through open_clip's own ``create_model_and_transforms``
 same numbers. torch is imported through :mod:`pgclip.runtime`, which makes that safe in a backend.
 Whatever fails on either path becomes a pgclip error naming the model and the file
 (:mod:`pgclip.checkpoints`).
+
+The tokenizer loads on first text use, not with the model: a model whose tokenizer files are not
+on the server (SigLIP's, xlm-roberta's come from the Hugging Face hub) still embeds images, and
+only text fails, with an error naming what is missing.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgclip import admission, checkpoints, checksums, registry
+from pgclip import admission, checkpoints, checksums, hf_files, registry
 from pgclip.errors import InvalidParameter, WeightsUnavailable, first_line
 from pgclip.mapped_load import PATH_SAFETENSORS as PATH_SAFETENSORS
 from pgclip.mapped_load import PATH_TORCH as PATH_TORCH
@@ -53,11 +57,11 @@ class LoadedModel:
     weights: str  # file path or hub tag actually loaded
     model: Any
     preprocess: Callable
-    tokenizer: Callable
     embed_dim: int
     context_length: int
     image_size: int
     logit_scale: float
+    logit_bias: float | None  # SigLIP-style models score each label by its own sigmoid
     load_seconds: float
     # Seconds per step: import (import_torch + import_open_clip), resolve, construct,
     # load_weights (or construct_and_load on open_clip's path), tokenizer; embedding adds
@@ -65,6 +69,25 @@ class LoadedModel:
     timings: dict[str, float] = field(default_factory=dict)
     load_path: str = PATH_OPEN_CLIP  # one of the PATH_* constants
     fallback_reason: str = ""  # why a checkpoint file did not take the fast path
+    _tokenizer: Callable | None = field(default=None, repr=False)
+
+    @property
+    def tokenizer(self) -> Callable:
+        """open_clip's tokenizer for the model, built on first use.
+
+        Raises:
+            TokenizerUnavailable: its vocabulary, Hugging Face files or package are missing.
+        """
+        if self._tokenizer is None:
+            t = time.perf_counter()
+            self._tokenizer = load_tokenizer(self.key.model)
+            self.timings["tokenizer"] = time.perf_counter() - t
+        return self._tokenizer
+
+    @property
+    def scoring(self) -> str:
+        """How the model turns cosines into probabilities (classify.probabilities)."""
+        return "softmax" if self.logit_bias is None else "sigmoid"
 
 
 _cache: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
@@ -152,7 +175,7 @@ def load_model(key: ModelKey) -> LoadedModel:
         ModelNotFound, WeightsUnavailable, InvalidParameter
         CheckpointMismatch: the checkpoint file holds another architecture (22023).
         CorruptCheckpoint: the checkpoint file is truncated or corrupt (XX001).
-        TokenizerUnavailable: the model's tokenizer cannot be built (58P01).
+        TextTowerUnavailable: a Hugging Face text tower's config is not on the server (58P01).
     """
     t0 = time.perf_counter()
     torch = import_torch()
@@ -167,11 +190,13 @@ def load_model(key: ModelKey) -> LoadedModel:
     if source.is_file and not _readable(source.pretrained):
         raise WeightsUnavailable(
             f'weights for model "{key.model}" ({source.tag}) are missing: {source.pretrained}',
-            hint="Reinstall pgclip, or run `make tiny-model` to rebuild the test model's weights."
-            if key.model == registry.TINY_MODEL else "Check pgclip.pretrained.",
+            hint="Reinstall pgclip, or run `make tiny-model` (`make tiny-multilingual`) to rebuild "
+            "the test model's weights." if key.model in registry.OWN_WEIGHTS
+            else "Check pgclip.pretrained.",
         )
     if source.is_file:
         verify_checkpoint(source.pretrained)
+    hf_files.check_hf_text_tower(key.model, open_clip.get_model_config(key.model))
     timings["resolve"] = time.perf_counter() - t
     # open_clip logs (and warns) a lot at INFO; keep backends quiet.
     logging.getLogger().setLevel(logging.WARNING)
@@ -194,33 +219,39 @@ def load_model(key: ModelKey) -> LoadedModel:
     model, preprocess, load_path = built
     model.eval()
 
-    t = time.perf_counter()
-    try:
-        tokenizer = open_clip.get_tokenizer(key.model)
-    except Exception as e:  # noqa: BLE001 - a missing vocabulary, package or HF cache entry
-        raise checkpoints.tokenizer_unavailable(
-            key.model, e, open_clip.get_model_config(key.model)) from None
     with torch.inference_mode():
         logit_scale = float(model.logit_scale.exp().float())
+        bias = getattr(model, "logit_bias", None)
+        logit_bias = None if bias is None else float(bias.float())
     visual = model.visual
     image_size = visual.image_size[0] if isinstance(visual.image_size, tuple) else visual.image_size
     done = time.perf_counter()
-    timings["tokenizer"] = done - t
     return LoadedModel(
         key=key,
         weights=source.pretrained,
         model=model,
         preprocess=preprocess,
-        tokenizer=tokenizer,
         embed_dim=_embed_dim(model, key.model),
         context_length=int(model.context_length),
         image_size=int(image_size),
         logit_scale=logit_scale,
+        logit_bias=logit_bias,
         load_seconds=done - t0,
         timings=timings,
         load_path=load_path,
         fallback_reason=fallback_reason,
     )
+
+
+def load_tokenizer(model_name: str) -> Callable:
+    """open_clip's tokenizer for ``model_name``; a pgclip error when it cannot be built."""
+    import open_clip
+
+    try:
+        return open_clip.get_tokenizer(model_name)
+    except Exception as e:  # noqa: BLE001 - a missing vocabulary, package or HF cache entry
+        raise hf_files.tokenizer_unavailable(
+            model_name, e, open_clip.get_model_config(model_name)) from None
 
 
 def _embed_dim(model: Any, model_name: str) -> int:

@@ -122,6 +122,22 @@ def test_probabilities_and_ranking() -> None:
     assert [x for x, _ in classify.ranked(["a", "b"], np.array([0.5, 0.5]))] == ["a", "b"]
 
 
+def test_sigmoid_probabilities_are_each_labels_own() -> None:
+    """SigLIP-style: sigmoid(scale * cos + bias) per label, as torch computes it; adding a label
+    changes no other label's probability (a softmax would)."""
+    import torch
+
+    cos = np.array([[0.1, 0.3, 0.2], [-0.9, 0.95, 0.0]])
+    p = classify.probabilities(cos, 117.3, -12.7)
+    want = torch.sigmoid(torch.tensor(cos) * 117.3 - 12.7).numpy()
+    np.testing.assert_allclose(p, want, rtol=1e-12, atol=0)
+    more = classify.probabilities(np.append(cos[0], 0.9), 117.3, -12.7)
+    np.testing.assert_array_equal(more[:3], p[0])
+    with np.errstate(over="raise", invalid="raise"):  # no overflow far out either way
+        far = classify.probabilities(np.array([-1.0, 1.0]), 1e4, 0.0)
+    np.testing.assert_array_equal(far, [0.0, 1.0])
+
+
 def test_select_tags_threshold_top_k_and_per_tag_thresholds() -> None:
     names = ["a", "b", "c", "d"]
     scores = np.array([0.3, 0.05, 0.5, 0.15])

@@ -161,7 +161,7 @@ def test_fast_path_equals_open_clip_path(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_missing_tiny_weights_is_weights_unavailable(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     missing = tmp_path / "pgclip-tiny.safetensors"
-    monkeypatch.setattr(registry, "TINY_WEIGHTS", missing)
+    monkeypatch.setitem(registry.OWN_WEIGHTS, TINY, missing)
     with pytest.raises(WeightsUnavailable) as exc:
         loading.get_model(tiny_key())
     assert exc.value.sqlstate == "58P01"

@@ -1,10 +1,13 @@
 """Every way a model fails to load is a pgclip error that names the model and the file, on both
 load paths (the mapped fast path and open_clip's own): a checkpoint of another architecture
 (22023, with the architecture it looks like), a truncated or corrupt file (XX001), a missing
-tokenizer (58P01). Nothing is cached after a failure. pgclip.checkpoints holds the diagnosis."""
+Hugging Face text tower config (58P01). Nothing is cached after a failure. pgclip.checkpoints
+and pgclip.hf_files hold the diagnosis. A missing tokenizer (58P01) fails text only: the model
+loads and embeds images."""
 
 from __future__ import annotations
 
+import random
 import sys
 import types
 from collections import OrderedDict
@@ -15,11 +18,12 @@ import open_clip
 import pytest
 import torch
 
-from pgclip import checkpoints, loading, mapped_load, registry
+from pgclip import checkpoints, embedding, loading, mapped_load, registry, shapes
 from pgclip.errors import (
     CheckpointMismatch,
     CorruptCheckpoint,
     InvalidParameter,
+    TextTowerUnavailable,
     TokenizerUnavailable,
     WeightsUnavailable,
 )
@@ -45,6 +49,16 @@ def _load(monkeypatch: pytest.MonkeyPatch, path: str, model: str = TINY,
           load_path: str = "fast") -> loading.LoadedModel:
     monkeypatch.setattr(loading, "FAST_LOAD", load_path == "fast")
     return loading.get_model(loading.model_key(model, path, "cpu", "fp32"))
+
+
+def _tokenizer_error(lm: loading.LoadedModel) -> TokenizerUnavailable:
+    """The model loaded and embeds images; its tokenizer fails (every time it is asked for)."""
+    rng = random.Random(0)
+    assert embedding.embed_images(lm, [shapes.render(shapes.random_spec(rng), rng)]).shape[0] == 1
+    for _ in range(2):
+        with pytest.raises(TokenizerUnavailable) as exc:
+            embedding.embed_texts(lm, ["a red circle"])
+    return exc.value
 
 
 def _register(monkeypatch: pytest.MonkeyPatch, name: str, text_cfg: dict) -> None:
@@ -162,15 +176,12 @@ def test_hf_tokenizer_without_transformers(monkeypatch: pytest.MonkeyPatch) -> N
     """A text tower with an hf_tokenizer_name (SigLIP, ...) needs transformers."""
     _register(monkeypatch, "pgclip-test-hf", {"hf_tokenizer_name": "timm/ViT-B-16-SigLIP"})
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers fails
-    with pytest.raises(TokenizerUnavailable) as exc:
-        _load(monkeypatch, str(registry.TINY_WEIGHTS), "pgclip-test-hf")
-    e = exc.value
+    e = _tokenizer_error(_load(monkeypatch, str(registry.TINY_WEIGHTS), "pgclip-test-hf"))
     assert e.sqlstate == "58P01"
     assert e.message == ('the tokenizer of model "pgclip-test-hf" is unavailable: its Hugging '
                          'Face tokenizer "timm/ViT-B-16-SigLIP" needs the Python package '
                          '"transformers", which is not installed')
     assert e.hint.startswith("Install transformers into the Python environment")
-    assert loading.cached_keys() == []
 
 
 def test_hf_tokenizer_not_in_the_offline_cache(monkeypatch: pytest.MonkeyPatch,
@@ -191,9 +202,8 @@ def test_hf_tokenizer_not_in_the_offline_cache(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     _register(monkeypatch, "pgclip-test-hf", {"hf_tokenizer_name": "timm/ViT-B-16-SigLIP"})
-    with pytest.raises(TokenizerUnavailable) as exc:
-        _load(monkeypatch, str(registry.TINY_WEIGHTS), "pgclip-test-hf", "open_clip")
-    e = exc.value
+    e = _tokenizer_error(_load(monkeypatch, str(registry.TINY_WEIGHTS), "pgclip-test-hf",
+                               "open_clip"))
     assert e.sqlstate == "58P01"
     assert e.message == (
         'the tokenizer of model "pgclip-test-hf" is unavailable: its Hugging Face tokenizer '
@@ -205,12 +215,11 @@ def test_hf_tokenizer_not_in_the_offline_cache(monkeypatch: pytest.MonkeyPatch,
 def test_vocabulary_file_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     vocab = tmp_path / "bpe_vocab.txt.gz"
     _register(monkeypatch, "pgclip-test-vocab", {"tokenizer_kwargs": {"bpe_path": str(vocab)}})
-    with pytest.raises(TokenizerUnavailable) as exc:
-        _load(monkeypatch, str(registry.TINY_WEIGHTS), "pgclip-test-vocab")
-    assert exc.value.sqlstate == "58P01"
-    assert exc.value.message == ('the tokenizer of model "pgclip-test-vocab" is unavailable: '
-                                 f'its vocabulary file "{vocab}" is missing')
-    assert "text_cfg" in exc.value.hint
+    e = _tokenizer_error(_load(monkeypatch, str(registry.TINY_WEIGHTS), "pgclip-test-vocab"))
+    assert e.sqlstate == "58P01"
+    assert e.message == ('the tokenizer of model "pgclip-test-vocab" is unavailable: '
+                         f'its vocabulary file "{vocab}" is missing')
+    assert "text_cfg" in e.hint
 
 
 def test_siglip_tokenizer_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -218,10 +227,29 @@ def test_siglip_tokenizer_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     (a sparse file of zeros), its tokenizer does not."""
     path = sparse_checkpoint("ViT-B-16-SigLIP", tmp_path / "siglip.safetensors")
     monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(TokenizerUnavailable) as exc:
-        _load(monkeypatch, str(path), "ViT-B-16-SigLIP")
-    assert exc.value.sqlstate == "58P01"
-    assert exc.value.message.startswith(
+    e = _tokenizer_error(_load(monkeypatch, str(path), "ViT-B-16-SigLIP"))
+    assert e.sqlstate == "58P01"
+    assert e.message.startswith(
         'the tokenizer of model "ViT-B-16-SigLIP" is unavailable: its Hugging Face tokenizer '
         '"timm/ViT-B-16-SigLIP" needs the Python package "transformers"')
+
+
+@pytest.mark.parametrize("load_path", PATHS)
+def test_hf_text_tower_config_not_in_the_offline_cache(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, load_path: str) -> None:
+    """xlm-roberta's text tower is built from its Hugging Face config.json: an offline server
+    without it cannot build the model at all, and says which file to bring."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    path = tmp_path / "xlm.safetensors"
+    path.write_bytes(b"not read: the config check comes first")
+    with pytest.raises(TextTowerUnavailable) as exc:
+        _load(monkeypatch, str(path), "xlm-roberta-base-ViT-B-32", load_path)
+    e = exc.value
+    assert e.sqlstate == "58P01"
+    assert e.message == (
+        'the text tower of model "xlm-roberta-base-ViT-B-32" is unavailable: its Hugging Face '
+        f'model config "xlm-roberta-base" (config.json) is not in the Hugging Face cache '
+        f"({tmp_path}) and the server is offline (HF_HUB_OFFLINE)")
+    assert '"xlm-roberta-base"' in e.hint and str(tmp_path) in e.hint
     assert loading.cached_keys() == []

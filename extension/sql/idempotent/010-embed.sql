@@ -33,7 +33,8 @@ COMMENT ON FUNCTION clip_embed_image(bytea) IS
 CREATE OR REPLACE FUNCTION clip_model_info(
     OUT model text, OUT pretrained text, OUT weights text, OUT embedding_dim integer,
     OUT device text, OUT dtype text, OUT context_length integer, OUT image_size integer,
-    OUT logit_scale double precision, OUT load_seconds double precision,
+    OUT logit_scale double precision, OUT logit_bias double precision, OUT scoring text,
+    OUT image_tower text, OUT text_tower text, OUT tokenizer text, OUT load_seconds double precision,
     OUT pgclip_version text, OUT torch_version text, OUT open_clip_version text)
 LANGUAGE plpython3u STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp

@@ -39,7 +39,8 @@ def _classify(lm: loading.LoadedModel, s: settings.Settings, vec: np.ndarray,
     tpl = classify.check_templates(templates)
     classify.check_dim(vec, lm.embed_dim, "image vector", lm.key.model)
     m = _label_matrix(lm, s, names, tpl)
-    return classify.ranked(names, classify.probabilities(classify.cosines(vec, m), lm.logit_scale))
+    probs = classify.probabilities(classify.cosines(vec, m), lm.logit_scale, lm.logit_bias)
+    return classify.ranked(names, probs)
 
 
 def classify_vector(plpy: Any, image_vector: str, label_list: list[str] | None,

@@ -94,6 +94,7 @@ def model_info(plpy: Any) -> dict[str, Any]:
         import open_clip
         import torch
 
+        towers = registry.towers(lm.key.model)
         return {
             "model": lm.key.model,
             "pretrained": lm.key.pretrained or registry.DEFAULT_TAGS.get(lm.key.model, ""),
@@ -104,6 +105,11 @@ def model_info(plpy: Any) -> dict[str, Any]:
             "context_length": lm.context_length,
             "image_size": lm.image_size,
             "logit_scale": lm.logit_scale,
+            "logit_bias": lm.logit_bias,
+            "scoring": lm.scoring,
+            "image_tower": towers.image,
+            "text_tower": towers.text,
+            "tokenizer": towers.tokenizer,
             "load_seconds": lm.load_seconds,
             "pgclip_version": pgclip.__version__,
             "torch_version": torch.__version__,

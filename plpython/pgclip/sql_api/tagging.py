@@ -137,7 +137,7 @@ def tags_for(vecs: np.ndarray, v: _Vocabulary, lm: loading.LoadedModel, t: Taggi
     if vecs.shape[0] == 0:
         return []
     classify.check_dim(vecs[0], lm.embed_dim, what, lm.key.model)
-    scores = classify.tag_scores(vecs, v.matrix, lm.logit_scale, t.score)
+    scores = classify.tag_scores(vecs, v.matrix, t.score, lm.logit_scale, lm.logit_bias)
     th = _thresholds(v, t.threshold)
     return [classify.select_tags(v.names, row, th, t.top_k) for row in scores]
 
@@ -347,7 +347,7 @@ def calibration(plpy: Any, relid: int, vector_column: str, labels_column: str,
         what = f'column "{vector_column}"'
         vecs = unit_rows([r["v"] for r in rows], what)
         classify.check_dim(vecs[0], lm.embed_dim, what, lm.key.model)
-        scores = classify.tag_scores(vecs, v.matrix, lm.logit_scale, t.score)
+        scores = classify.tag_scores(vecs, v.matrix, t.score, lm.logit_scale, lm.logit_bias)
         index = {n: j for j, n in enumerate(v.names)}
         truth = np.zeros(scores.shape, bool)
         for i, r in enumerate(rows):
