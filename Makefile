@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 MAKEFLAGS += --no-print-directory
 
-.PHONY: setup install start stop psql demo test unit tiny-model bench fuzz lint clean
+.PHONY: setup install start stop psql demo test unit tiny-model tiny-multilingual bench fuzz lint clean
 
 setup:  ## system packages, pgvector, venv
 	@PG_CONFIG=$(PG_CONFIG) PGCLIP_VENV=$(VENV) bash scripts/setup.sh
@@ -42,6 +42,9 @@ fuzz: setup  ## atheris fuzzing of image decoding + preprocessing outside Postgr
 
 tiny-model: setup  ## retrain the committed test model (pgclip-tiny) from generated images
 	@cd plpython && $(PY) -m pgclip.train_tiny
+
+tiny-multilingual: setup  ## retrain pgclip-tiny-multilingual (tokenizer + model, English and Chinese)
+	@cd plpython && HF_HUB_OFFLINE=1 $(PY) -m pgclip.train_multilingual
 
 lint: setup  ## ruff (ruff.toml) and the release rules of extension/releases.toml
 	@$(VENV)/bin/ruff check --quiet plpython tests bench scripts fuzz extension

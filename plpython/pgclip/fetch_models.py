@@ -1,6 +1,7 @@
 """Fill the Hugging Face cache with everything some models need, so that a server runs offline.
 
-    python -m pgclip.fetch_models ViT-B-32:laion2b_s34b_b79k xlm-roberta-base-ViT-B-32:laion5b_s13b_b90k
+    python -m pgclip.fetch_models ViT-B-32:laion2b_s34b_b79k \
+        xlm-roberta-base-ViT-B-32:laion5b_s13b_b90k
 
 For each ``model:tag`` this builds the model with its pretrained weights and its tokenizer, as a
 backend will, so that whatever they read from the hub (weights, a Hugging Face text tower's

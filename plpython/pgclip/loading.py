@@ -232,7 +232,7 @@ def load_model(key: ModelKey) -> LoadedModel:
         model=model,
         preprocess=preprocess,
         embed_dim=_embed_dim(model, key.model),
-        context_length=int(model.context_length),
+        context_length=_context_length(model, key.model),
         image_size=int(image_size),
         logit_scale=logit_scale,
         logit_bias=logit_bias,
@@ -267,6 +267,17 @@ def _embed_dim(model: Any, model_name: str) -> int:
     if output_dim:
         return int(output_dim)
     return int(open_clip.get_model_config(model_name)["embed_dim"])
+
+
+def _context_length(model: Any, model_name: str) -> int:
+    """Tokens a text keeps: the tokenizer's length, as open_clip.get_tokenizer sets it. A Hugging
+    Face text tower's model.context_length is its position table instead (514 for XLM-R)."""
+    import open_clip
+
+    text_cfg = (open_clip.get_model_config(model_name) or {}).get("text_cfg", {})
+    if "hf_model_name" not in text_cfg:
+        return int(model.context_length)
+    return int(text_cfg.get("context_length", open_clip.tokenizer.DEFAULT_CONTEXT_LENGTH))
 
 
 def verify_checkpoint(path: str) -> None:

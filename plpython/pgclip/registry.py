@@ -40,21 +40,23 @@ _registered = False
 def register_configs() -> None:
     """Make open_clip aware of the configs shipped in ``models/`` (idempotent)."""
     global _registered
+    from open_clip import factory
+
     if not _registered:
         import open_clip
-        from open_clip import factory
 
         open_clip.add_model_config(MODELS_DIR)
-        # open_clip hands hf_model_name / hf_tokenizer_name to transformers as given, and a
-        # backend's working directory is the data directory: make ours absolute. get_model_config
-        # returns copies, so the change goes into open_clip's registry itself.
-        for name in OWN_WEIGHTS:
-            text_cfg = factory._MODEL_CONFIGS.get(name, {}).get("text_cfg", {})
-            for key in _RELATIVE_KEYS:
-                value = text_cfg.get(key)
-                if isinstance(value, str) and value.startswith("./"):
-                    text_cfg[key] = str(MODELS_DIR / value[2:])
         _registered = True
+    # open_clip hands hf_model_name / hf_tokenizer_name to transformers as given, and a backend's
+    # working directory is the data directory: make ours absolute. get_model_config returns
+    # copies, so this changes open_clip's registry itself; every time, since anyone's
+    # add_model_config rereads the files.
+    for name in OWN_WEIGHTS:
+        text_cfg = factory._MODEL_CONFIGS.get(name, {}).get("text_cfg", {})
+        for key in _RELATIVE_KEYS:
+            value = text_cfg.get(key)
+            if isinstance(value, str) and value.startswith("./"):
+                text_cfg[key] = str(MODELS_DIR / value[2:])
 
 
 def list_models() -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,6 +20,9 @@ from pgclip import registry, shapes
 
 TINY_SEED = 20261127
 EVAL_SEED = 777
+
+# A caption for an image's spec, and which attributes it names (None: not named).
+CaptionFn = Callable[[shapes.ShapeSpec, random.Random], tuple[str, tuple[str | None, ...]]]
 
 
 def _caption(spec: shapes.ShapeSpec, rng: random.Random) -> tuple[str, tuple[str | None, ...]]:
@@ -42,7 +46,7 @@ def _attr_index(attrs: tuple[str | None, ...]) -> list[int]:
     return [-1 if a is None else vocab[k].index(a) for k, a in enumerate(attrs)]
 
 
-def make_batch(rng: random.Random, n: int, preprocess, tokenizer):
+def make_batch(rng: random.Random, n: int, preprocess, tokenizer, caption: CaptionFn = _caption):
     images, texts, img_attrs, txt_attrs = [], [], [], []
     for _ in range(n):
         spec = shapes.random_spec(rng)
@@ -50,31 +54,43 @@ def make_batch(rng: random.Random, n: int, preprocess, tokenizer):
         if rng.random() < 0.5:
             img = img.transpose(0)  # horizontal flip: captions are mirror-invariant
         images.append(preprocess(img))
-        text, attrs = _caption(spec, rng)
+        text, attrs = caption(spec, rng)
         texts.append(text)
         img_attrs.append(_attr_index((spec.color, spec.shape, spec.size, spec.background)))
         txt_attrs.append(_attr_index(attrs))
     return torch.stack(images), tokenizer(texts), torch.tensor(img_attrs), torch.tensor(txt_attrs)
 
 
+def compatible(img_attrs: torch.Tensor, txt_attrs: torch.Tensor) -> torch.Tensor:
+    """[texts, images]: 1.0 where the image has every attribute the caption names."""
+    t = txt_attrs[:, None, :]
+    return ((t == -1) | (t == img_attrs[None, :, :])).all(-1).float()
+
+
 def contrastive_loss(img_f, txt_f, logit_scale, img_attrs, txt_attrs):
     """CLIP loss where every image that fits a caption counts as a positive for it."""
     logits = logit_scale * txt_f @ img_f.T  # [texts, images]
-    t = txt_attrs[:, None, :]
-    compat = ((t == -1) | (t == img_attrs[None, :, :])).all(-1).float()
+    compat = compatible(img_attrs, txt_attrs)
     t2i = -(F.log_softmax(logits, 1) * (compat / compat.sum(1, keepdim=True))).sum(1).mean()
     i2t = -(F.log_softmax(logits.T, 1) * (compat.T / compat.T.sum(1, keepdim=True))).sum(1).mean()
     return (t2i + i2t) / 2
 
 
+def _query(spec: shapes.ShapeSpec) -> str:
+    return f"a photo of a {spec.color} {spec.shape}."
+
+
 @torch.no_grad()
-def evaluate(model, preprocess, tokenizer, seed: int = EVAL_SEED) -> dict[str, float]:
+def evaluate(
+    model, preprocess, tokenizer, seed: int = EVAL_SEED,
+    query: Callable[[shapes.ShapeSpec], str] = _query,
+) -> dict[str, float]:
     """Text->image recall on a held-out gallery with one image per colour x shape."""
     model.eval()
     gallery = shapes.gallery(seed)
     imgs = torch.stack([preprocess(img) for _, img in gallery])
     img_f = F.normalize(model.encode_image(imgs), dim=-1)
-    queries = [f"a photo of a {spec.color} {spec.shape}." for spec, _ in gallery]
+    queries = [query(spec) for spec, _ in gallery]
     txt_f = F.normalize(model.encode_text(tokenizer(queries)), dim=-1)
     ranks = (txt_f @ img_f.T).argsort(dim=1, descending=True)
     target = torch.arange(len(gallery))[:, None]
@@ -86,7 +102,6 @@ def evaluate(model, preprocess, tokenizer, seed: int = EVAL_SEED) -> dict[str, f
 
 def train(steps: int, batch: int, out: Path) -> dict[str, float]:
     import open_clip
-    from safetensors.torch import save_file
 
     registry.register_configs()
     random.seed(TINY_SEED)
@@ -113,11 +128,17 @@ def train(steps: int, batch: int, out: Path) -> dict[str, float]:
                 f"step {step}/{steps} loss {loss.item():.3f} {metrics} {time.time() - start:.0f}s",
                 flush=True,
             )
+    save_weights(model, out, {"model": registry.TINY_MODEL, "seed": str(TINY_SEED)})
+    return evaluate(model, preprocess, tokenizer)
+
+
+def save_weights(model: torch.nn.Module, out: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(out), metadata={"model": registry.TINY_MODEL, "seed": str(TINY_SEED)})
+    save_file(state, str(out), metadata=metadata)
     out.chmod(0o644)  # safetensors writes 0600; the postgres OS user must read it
-    return evaluate(model, preprocess, tokenizer)
 
 
 def main() -> None:

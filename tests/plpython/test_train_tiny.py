@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import open_clip
@@ -32,9 +33,12 @@ def test_held_out_seeds_are_not_training_seeds() -> None:
 
 
 @torch.no_grad()
-def pooled_recall(model, preprocess, tokenizer, template: str) -> dict[str, float]:
+def pooled_recall(
+    model, preprocess, tokenizer, template: str | Callable[[str, str], str]
+) -> dict[str, float]:
     """Text->image retrieval over 5 pooled galleries (200 images): each colour+shape query
-    has 5 relevant images (one per gallery) among 200.
+    has 5 relevant images (one per gallery) among 200. ``template`` has {color} and {shape}
+    slots, or is a function of the two (English attribute names) that writes the query.
 
     recall@1: fraction of queries whose best image is relevant; recall@5: fraction of the 5
     relevant images in the top 5, averaged over queries; worst@5: the lowest query's recall@5.
@@ -42,8 +46,9 @@ def pooled_recall(model, preprocess, tokenizer, template: str) -> dict[str, floa
     pool = [item for seed in HELD_OUT_SEEDS for item in shapes.gallery(seed)]
     img_f = F.normalize(model.encode_image(torch.stack([preprocess(im) for _, im in pool])), dim=-1)
     pairs = [(c, s) for c in shapes.COLORS for s in shapes.SHAPES]
+    query = template if callable(template) else template.format
     txt_f = F.normalize(model.encode_text(tokenizer(
-        [template.format(color=c, shape=s) for c, s in pairs])), dim=-1)
+        [query(color=c, shape=s) for c, s in pairs])), dim=-1)
     relevant = torch.tensor([[spec.matches(color=c, shape=s) for spec, _ in pool]
                              for c, s in pairs])
     assert (relevant.sum(1) == len(HELD_OUT_SEEDS)).all()
