@@ -96,3 +96,20 @@ def test_video_search_finds_the_moments(cluster, db, samples) -> None:
     like = {tuple(c.strip() for c in ln.split("|")[:2])
             for ln in _section(out.stdout, "Videos like this one") if ".mp4" in ln}
     assert len(like) == len(video_samples.SAMPLE_VIDEOS)
+
+
+def test_multilingual_finds_what_the_chinese_asks_for(cluster, db, samples) -> None:
+    out = psql(cluster, "pgclip_test", "-v", f"samples={samples}",
+               "-f", str(EXAMPLES / "multilingual.sql"))
+    assert out.returncode == 0, out.stderr
+
+    def first(title: str) -> list[str]:
+        return [c.strip() for c in _section(out.stdout, title)[0].split("|")]
+
+    assert first("中文 -> 图片")[0] == "red_circle.png"
+    assert first("Mixed scripts")[0] == "blue_square.png"
+    label, probability = first("Zero-shot classification with Chinese labels")
+    assert label == "绿色十字形" and 0.5 < float(probability) < 1
+    tags = [ln.split("|")[1].strip() for ln in _section(out.stdout, "Tags from a Chinese")
+            if ".png" in ln]
+    assert tags and all(t.startswith("{红色,") for t in tags)
