@@ -16,6 +16,9 @@ from typing import Any
 
 from pgclip.errors import TextTowerUnavailable, TokenizerUnavailable, first_line
 
+# Words any real vocabulary has tokens for (Latin script; byte-level ones have all).
+VOCABULARY_PROBE = "a photo of a red circle"
+
 
 def _fill_cache(repo: str, how: str) -> str:
     import huggingface_hub.constants as hub
@@ -54,6 +57,30 @@ def check_hf_text_tower(model_name: str, config: Mapping[str, Any] | None) -> No
         "server is offline (HF_HUB_OFFLINE)",
         hint=_fill_cache(repo, "AutoConfig.from_pretrained, and AutoTokenizer.from_pretrained "
                          "for text"))
+
+
+def check_vocabulary(model_name: str, tokenizer: Any, config: Mapping[str, Any] | None) -> None:
+    """Refuse a Hugging Face tokenizer without its vocabulary. transformers 5 builds one from
+    nothing but the model's config.json when the tokenizer files are missing (xlm-roberta: 5
+    tokens), and every text becomes <unk> or nothing: one vector for all texts, silently.
+
+    Raises:
+        TokenizerUnavailable: the probe text has no token but special ones.
+    """
+    inner = getattr(tokenizer, "tokenizer", None)  # open_clip's HFTokenizer wraps transformers'
+    if inner is None or not hasattr(inner, "all_special_ids"):
+        return
+    special = set(inner.all_special_ids)
+    if any(i not in special for i in inner(VOCABULARY_PROBE)["input_ids"]):
+        return
+    import huggingface_hub.constants as hub
+
+    hf_name = ((config or {}).get("text_cfg") or {}).get("hf_tokenizer_name") or ""
+    raise TokenizerUnavailable(
+        f'the tokenizer of model "{model_name}" is unavailable: its Hugging Face tokenizer '
+        f'"{hf_name}" has no vocabulary ({len(inner)} tokens; "{VOCABULARY_PROBE}" becomes '
+        f"special tokens only): its files are not in the Hugging Face cache ({hub.HF_HUB_CACHE})",
+        hint=_fill_cache(hf_name, "AutoTokenizer.from_pretrained"))
 
 
 def tokenizer_unavailable(model_name: str, error: BaseException,

@@ -247,11 +247,13 @@ def load_tokenizer(model_name: str) -> Callable:
     """open_clip's tokenizer for ``model_name``; a pgclip error when it cannot be built."""
     import open_clip
 
+    config = open_clip.get_model_config(model_name)
     try:
-        return open_clip.get_tokenizer(model_name)
+        tokenizer = open_clip.get_tokenizer(model_name)
     except Exception as e:  # noqa: BLE001 - a missing vocabulary, package or HF cache entry
-        raise hf_files.tokenizer_unavailable(
-            model_name, e, open_clip.get_model_config(model_name)) from None
+        raise hf_files.tokenizer_unavailable(model_name, e, config) from None
+    hf_files.check_vocabulary(model_name, tokenizer, config)
+    return tokenizer
 
 
 def _embed_dim(model: Any, model_name: str) -> int:

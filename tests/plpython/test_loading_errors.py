@@ -18,7 +18,7 @@ import open_clip
 import pytest
 import torch
 
-from pgclip import checkpoints, embedding, loading, mapped_load, registry, shapes
+from pgclip import checkpoints, embedding, hf_files, loading, mapped_load, registry, shapes
 from pgclip.errors import (
     CheckpointMismatch,
     CorruptCheckpoint,
@@ -253,3 +253,26 @@ def test_hf_text_tower_config_not_in_the_offline_cache(
         f"({tmp_path}) and the server is offline (HF_HUB_OFFLINE)")
     assert '"xlm-roberta-base"' in e.hint and str(tmp_path) in e.hint
     assert loading.cached_keys() == []
+
+
+@pytest.mark.parametrize("cls", ["XLMRobertaTokenizer", "RobertaTokenizer"])
+def test_a_hugging_face_tokenizer_without_vocabulary_is_refused(cls: str) -> None:
+    """transformers 5 builds these from a model's config.json alone when their files are
+    missing: 5 tokens, every text <unk> or nothing. That is no tokenizer (58P01), not a silent
+    one-vector-for-every-text."""
+    import transformers
+
+    empty = types.SimpleNamespace(tokenizer=getattr(transformers, cls)())
+    config = {"text_cfg": {"hf_tokenizer_name": "xlm-roberta-base"}}
+    with pytest.raises(TokenizerUnavailable) as exc:
+        hf_files.check_vocabulary("xlm-roberta-base-ViT-B-32", empty, config)
+    assert exc.value.sqlstate == "58P01"
+    assert exc.value.message.startswith(
+        'the tokenizer of model "xlm-roberta-base-ViT-B-32" is unavailable: its Hugging Face '
+        'tokenizer "xlm-roberta-base" has no vocabulary (5 tokens; ')
+    assert '"xlm-roberta-base"' in exc.value.hint
+
+
+def test_shipped_hugging_face_tokenizer_has_its_vocabulary() -> None:
+    lm = loading.get_model(loading.model_key(registry.MULTILINGUAL_MODEL, "", "cpu", "fp32"))
+    assert lm.tokenizer(["红色的圆形"]).shape == (1, 32)
