@@ -20,6 +20,14 @@ import pytest
 from pytest_postgresql import factories
 
 from pgclip import registry
+from tests import model_families
+
+# The server inherits this process's environment when pytest-postgresql starts it: give both the
+# tests' own Hugging Face cache (tests/model_families.py fills it), not a developer's or an
+# image's, so that what is offline is the same everywhere.
+os.environ["HF_HOME"] = str(model_families.hf_home())
+for _name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"):
+    os.environ.pop(_name, None)
 
 PG_BINDIR = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
 TEST_DB = "pgclip_test"
@@ -138,7 +146,7 @@ class Reference:
 def load_reference(weights: str | Path = registry.TINY_WEIGHTS) -> Reference:
     import open_clip
 
-    open_clip.add_model_config(registry.MODELS_DIR)
+    registry.register_configs()
     model, _, preprocess = open_clip.create_model_and_transforms(
         registry.TINY_MODEL, pretrained=str(weights)
     )
