@@ -19,7 +19,7 @@ from bench.common import ROOT, TINY, VIT, cluster_url, connect, ensure_checkpoin
 from bench.common import recreate_db as _recreate_db
 
 ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "omp", "search",
-             "parallel", "async", "partitions", "burst", "video")
+             "parallel", "async", "partitions", "burst", "video", "families")
 # --quick: the sizes of the parallel, async and partitions cases for a smoke run
 QUICK = {"async_rows": 200, "async_seconds": 6.0, "partition_rows": 5000}
 
@@ -66,6 +66,9 @@ def main() -> None:
                     help="connections per burst of the burst case")
     ap.add_argument("--video-lengths", default="60,90,120,75,105,80,100",
                     help="seconds of each generated video of the video case")
+    ap.add_argument("--families", default="",
+                    help="models of the families case (default: one per family, "
+                         "tests/model_families.py)")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes for the parallel, async and partitions cases: "
                          + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
@@ -179,6 +182,13 @@ def main() -> None:
 
         lengths = tuple(int(x) for x in args.video_lengths.split(",") if x.strip())
         run("video", lambda m: video_case(ctx, m, lengths), VIT)
+    if "families" in selected:
+        from bench.families import families
+        from tests.model_families import FAMILIES
+
+        fams = [m.strip() for m in args.families.split(",") if m.strip()] or \
+            [f.model for f in FAMILIES]
+        run("families", lambda: families(url, fams, args.reps))
     save()
     log(f"done in {time.time() - started:.0f}s: {Path(out_dir, args.name)}.md / .json")
     print(json.dumps({"meets": report.targets(results)}, indent=1))

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import report_burst, report_scale, report_video
+from bench import families, report_burst, report_scale, report_video
 from bench.common import TINY, VIT
 
 
@@ -277,6 +277,9 @@ def markdown(res: dict[str, Any]) -> str:
     parts.append(report_scale.markdown(c))
     parts.append(report_burst.markdown(c))
     parts.append(report_video.markdown(c))
+    fam = c.get("families", {}).get("all")
+    if _ok(fam):
+        parts.append(families.markdown(fam))
     return "".join(parts)
 
 
