@@ -114,21 +114,24 @@ def test_broken_file_is_data_corrupted(new_conn: Callable[..., psycopg.Connectio
     assert "SHA-256" in e.diag.message_hint
 
 
+SIGLIP2 = "ViT-B-32-SigLIP2-256"  # tests/model_families.py gives ViT-B-16-SigLIP a tokenizer
+
+
 @pytest.mark.parametrize("load_path", PATHS)
 def test_missing_tokenizer_is_undefined_file(new_conn: Callable[..., psycopg.Connection],
                                              folder: Path, load_path: str) -> None:
-    """SigLIP's text tower takes its tokenizer from the Hugging Face hub, which an offline
+    """SigLIP 2's text tower takes its tokenizer from the Hugging Face hub, which an offline
     server's cache does not hold: text fails with 58P01 naming it, while images embed (weights:
     a sparse file of zeros) in the same session, with the model loaded once."""
-    path = folder / "ViT-B-16-SigLIP.safetensors"
+    path = folder / f"{SIGLIP2}.safetensors"
     if not path.exists():
-        sparse_checkpoint("ViT-B-16-SigLIP", path)
+        sparse_checkpoint(SIGLIP2, path)
     c = new_conn()
     c.execute("SELECT clip_backend_stats()")  # imports pgclip.loading into the backend
     if load_path == "open_clip":
         c.execute(FORCE_OPEN_CLIP)
-    c.execute("SELECT set_config('pgclip.model', 'ViT-B-16-SigLIP', false), "
-              "set_config('pgclip.pretrained', %s, false)", (str(path),))
+    c.execute("SELECT set_config('pgclip.model', %s, false), "
+              "set_config('pgclip.pretrained', %s, false)", (SIGLIP2, str(path)))
     png = generated(1, seed=3)[0][1]
     for _ in range(2):
         assert c.execute("SELECT vector_dims(clip_embed_image(%s))", (png,)).fetchone()[0] == 768
@@ -136,9 +139,9 @@ def test_missing_tokenizer_is_undefined_file(new_conn: Callable[..., psycopg.Con
             c.execute("SELECT clip_embed_text('a red circle')")
         diag = exc.value.diag
         assert diag.message_primary.startswith(
-            'pgclip: the tokenizer of model "ViT-B-16-SigLIP" is unavailable: its Hugging Face '
-            'tokenizer "timm/ViT-B-16-SigLIP" is not in the Hugging Face cache')
+            f'pgclip: the tokenizer of model "{SIGLIP2}" is unavailable: its Hugging Face '
+            f'tokenizer "timm/{SIGLIP2}" is not in the Hugging Face cache')
         assert "HF_HUB_OFFLINE" in diag.message_primary and diag.message_hint
     models = json.loads(c.execute("SELECT clip_backend_stats()::text").fetchone()[0])["models"]
-    assert [m["model"] for m in models] == ["ViT-B-16-SigLIP"]  # loaded once, kept
+    assert [m["model"] for m in models] == [SIGLIP2]  # loaded once, kept
     assert "tokenizer" not in models[0]["timings"]
