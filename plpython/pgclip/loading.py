@@ -64,8 +64,9 @@ class LoadedModel:
     logit_bias: float | None  # SigLIP-style models score each label by its own sigmoid
     load_seconds: float
     # Seconds per step: import (import_torch + import_open_clip), resolve, construct,
-    # load_weights (or construct_and_load on open_clip's path), tokenizer; embedding adds
-    # first_text_forward / first_image_forward. import_torch may precede load_seconds.
+    # load_weights (or construct_and_load on open_clip's path); the first text use adds
+    # tokenizer, embedding first_text_forward / first_image_forward. import_torch may precede
+    # load_seconds.
     timings: dict[str, float] = field(default_factory=dict)
     load_path: str = PATH_OPEN_CLIP  # one of the PATH_* constants
     fallback_reason: str = ""  # why a checkpoint file did not take the fast path
