@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The embedded PostgreSQL cluster that lives inside the checkout (.pgclip/), run as the
 # postgres OS user on its own port. Usage: cluster.sh start|stop|status|url|psql [args]
+# With PG=N (make start PG=18) it is a cluster of that major: .pgclip/pgN/, port 54300+N, so
+# that clusters of different majors run side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-STATE=$ROOT/.pgclip
+if [ -n "${PG:-}" ]; then STATE=$ROOT/.pgclip/pg$PG; else STATE=$ROOT/.pgclip; fi
 DATA=$STATE/data
 RUN=$STATE/run
 LOG=$STATE/log/server.log
-PORT=${PGCLIP_PORT:-54329}
+if [ -n "${PG:-}" ]; then PORT=${PGCLIP_PORT:-$((54300 + PG))}; else PORT=${PGCLIP_PORT:-54329}; fi
 DB=${PGCLIP_DB:-pgclip}
 PG_CONFIG=${PG_CONFIG:-pg_config}
 BIN=$($PG_CONFIG --bindir)

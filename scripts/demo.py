@@ -6,6 +6,7 @@ model (ViT-B-32) needs its weights downloaded, which this machine may not be abl
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ from pgclip.video import samples as video_samples
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / ".pgclip" / "samples"
 EXAMPLES = sorted((ROOT / "sql" / "examples").glob("*.sql"))
-PSQL = str(Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip()) / "psql")
+PG_CONFIG = os.environ.get("PG_CONFIG") or "pg_config"  # make demo PG=18 sets it
+PSQL = str(Path(subprocess.check_output([PG_CONFIG, "--bindir"], text=True).strip()) / "psql")
 QUERIES = [
     "a red circle",
     "a blue square",

@@ -29,7 +29,12 @@ os.environ["HF_HOME"] = str(model_families.hf_home())
 for _name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"):
     os.environ.pop(_name, None)
 
-PG_BINDIR = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
+# The server under test: PG_CONFIG names it (make test PG=18), else pg_config on PATH.
+PG_CONFIG = os.environ.get("PG_CONFIG") or "pg_config"
+PG_BINDIR = Path(subprocess.check_output([PG_CONFIG, "--bindir"], text=True).strip())
+PG_MAJOR = int(
+    subprocess.check_output([PG_CONFIG, "--version"], text=True).split()[1].split(".")[0]
+)
 TEST_DB = "pgclip_test"
 
 postgresql_proc = factories.postgresql_proc(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import pgclip
+from tests.conftest import PG_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "extension"
@@ -56,7 +57,7 @@ def test_one_version_everywhere() -> None:
     assert "version" not in pyproject["project"]
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "pgclip.__version__"}
     assert importlib.metadata.version("pgclip") == version
-    sharedir = subprocess.check_output(["pg_config", "--sharedir"], text=True).strip()
+    sharedir = subprocess.check_output([PG_CONFIG, "--sharedir"], text=True).strip()
     control = (Path(sharedir) / "extension" / "pgclip.control").read_text()
     assert re.findall(r"^default_version = '([^']*)'$", control, re.M) == [version], (
         "the installed extension is not this checkout's: run `make install`"

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# PostgreSQL major versions other than the one Debian installs.
+#
+#   scripts/postgres.sh path 18    # the pg_config that `make ... PG=18` uses (built or not)
+#   scripts/postgres.sh build 18   # build it if needed (first time: about 5 minutes on 2 cores)
+#
+# `build` compiles upstream's source from Debian's source package, with plpython3u for Debian's
+# python3 (the interpreter the venv uses), into a cache folder outside the checkout that later
+# runs and other checkouts reuse, and prints the installed pg_config last.
+#
+# The cache is $PGCLIP_PG_CACHE (default /var/cache/pgclip): owned by root, readable by all, so
+# that the postgres OS user can run the server and nobody else can replace it. pgvector is
+# built into it by scripts/build_pgvector.sh (setup.sh calls it for any server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CMD=${1:-}; MAJOR=${2:-}
+[[ $CMD =~ ^(path|build)$ && $MAJOR =~ ^[0-9]+$ ]] || { echo "usage: $0 path|build MAJOR" >&2; exit 2; }
+CACHE=${PGCLIP_PG_CACHE:-/var/cache/pgclip}
+PREFIX=$CACHE/postgresql-$MAJOR
+PYTHON=${PGCLIP_PYTHON:-/usr/bin/python3}
+log() { printf '[postgres %s] %s\n' "$MAJOR" "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# The server Debian installs is used as it is.
+if command -v pg_config >/dev/null && [ "$(pg_config --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')" = "$MAJOR" ]; then
+  command -v pg_config; exit 0
+fi
+[ "$CMD" = path ] && { echo "$PREFIX/bin/pg_config"; exit 0; }
+
+# The Debian suite whose deb-src carries each major (bookworm's own binaries give 15).
+case $MAJOR in
+  17) SUITE=trixie ;;
+  18) SUITE=forky ;;
+  *) log "no Debian source reachable here for PostgreSQL $MAJOR (17 and 18 are; Debian's own pg_config serves its major)"; exit 2 ;;
+esac
+
+if [ -x "$PREFIX/bin/pg_config" ] && [ -f "$PREFIX/.pgclip-built" ]; then
+  echo "$PREFIX/bin/pg_config"; exit 0
+fi
+
+as_root mkdir -p "$CACHE"
+as_root chmod 755 "$CACHE"
+# One build at a time per cache (two checkouts may ask at once).
+{ exec 9>"$CACHE/.lock-$MAJOR"; } 2>/dev/null || exec 9>"/tmp/pgclip-postgres-$MAJOR.lock"
+flock 9
+if [ -f "$PREFIX/.pgclip-built" ]; then echo "$PREFIX/bin/pg_config"; exit 0; fi
+
+need=$(bash scripts/debian_packages.sh missing bison flex gcc make pkg-config dpkg-dev \
+       libreadline-dev zlib1g-dev libicu-dev python3-dev)
+[ -z "$need" ] || { log "installing" $need; bash scripts/debian_packages.sh install $need; }
+bash scripts/debian_packages.sh deb-src "$SUITE"
+
+build=$(mktemp -d); trap 'rm -rf "$build"' EXIT
+chmod 755 "$build"; chown _apt "$build" 2>/dev/null || true
+deb_version=$(apt-cache showsrc "postgresql-$MAJOR" | sed -nE 's/^Version: (.+)$/\1/p' | sort -V | tail -1)
+[ -n "$deb_version" ] || { log "Debian serves no postgresql-$MAJOR source (apt-cache showsrc)"; exit 1; }
+log "downloading postgresql-$MAJOR $deb_version source ($SUITE)"
+(cd "$build" && apt-get source -qq --download-only "postgresql-$MAJOR=$deb_version" >/dev/null)
+# Upstream's tarball only: Debian's patches move sockets and libraries to Debian's layout.
+tar -xjf "$build"/postgresql-"$MAJOR"_*.orig.tar.bz2 -C "$build"
+src=$(echo "$build"/postgresql-"$MAJOR".*/)
+log "building $(basename "$src") into $PREFIX (a few minutes; log in $build)"
+as_root rm -rf "$PREFIX"
+(cd "$src" && ./configure -q --prefix="$PREFIX" --with-python PYTHON="$PYTHON" --with-icu \
+   >"$build/configure.log" 2>&1) || { tail -30 "$build/configure.log" >&2; exit 1; }
+# The server, its programs and contrib (auto_explain, pg_stat_statements, amcheck, ...): what a
+# packaged server has. No documentation.
+for dir in "$src" "$src/contrib"; do
+  make -s -C "$dir" -j"$(nproc)" >>"$build/make.log" 2>&1 || { tail -30 "$build/make.log" >&2; exit 1; }
+  as_root make -s -C "$dir" install >>"$build/install.log" 2>&1 || { tail -30 "$build/install.log" >&2; exit 1; }
+done
+as_root chmod -R a+rX,go-w "$PREFIX"
+as_root touch "$PREFIX/.pgclip-built"
+log "installed $("$PREFIX/bin/pg_config" --version)"
+echo "$PREFIX/bin/pg_config"
