@@ -56,12 +56,18 @@ def trigger(plpy: Any, TD: dict[str, Any]) -> None:
             )
         size = columns.rows_per_batch(plpy, col)
         clear = TD["event"] == "UPDATE" and columns.has_errors(plpy, col)
+        # Closed explicitly: a row error kept in a traceback can keep this frame, and so the
+        # cursor, alive past the statement; its pinned portal then fails the COMMIT ("cannot
+        # commit while a portal is pinned", seen on PostgreSQL 18 under COPY).
         cursor = plpy.cursor(query)
-        while True:
-            rows = cursor.fetch(size)
-            if not rows:
-                break
-            columns.embed_rows(plpy, col, list(rows), col.on_error, clear, defer_long=True)
+        try:
+            while True:
+                rows = cursor.fetch(size)
+                if not rows:
+                    break
+                columns.embed_rows(plpy, col, list(rows), col.on_error, clear, defer_long=True)
+        finally:
+            cursor.close()
     return None
 
 
