@@ -81,8 +81,9 @@ def main(url: str) -> None:
             [PSQL, "-X", "-q", "-v", f"samples={SAMPLES}", "-d", url, "-f", str(example)],
             check=True,
         )
+    psql = f"make psql PG={os.environ['PG']}" if os.environ.get("PG") else "make psql"
     print(
-        "\nTry it yourself: make psql, then\n  SELECT caption FROM demo_photos "
+        f"\nTry it yourself: {psql}, then\n  SELECT caption FROM demo_photos "
         "ORDER BY embedding <=> (SELECT clip_embed_text('a small orange circle')) LIMIT 5;"
     )
 
