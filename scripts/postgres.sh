@@ -76,8 +76,13 @@ as_root rm -rf "$PREFIX"
    >"$build/configure.log" 2>&1) || { tail -30 "$build/configure.log" >&2; exit 1; }
 # The server, its programs and contrib (auto_explain, pg_stat_statements, amcheck, ...): what a
 # packaged server has. No documentation.
+# Generated headers first: a parallel build once compiled src/common before utils/errcodes.h
+# existed (seen in CI). A failed parallel make is retried once on one job before giving up.
+make -s -C "$src/src/backend" generated-headers >>"$build/make.log" 2>&1 \
+  || { tail -30 "$build/make.log" >&2; exit 1; }
 for dir in "$src" "$src/contrib"; do
-  make -s -C "$dir" -j"$(nproc)" >>"$build/make.log" 2>&1 || { tail -30 "$build/make.log" >&2; exit 1; }
+  make -s -C "$dir" -j"$(nproc)" >>"$build/make.log" 2>&1 \
+    || make -s -C "$dir" >>"$build/make.log" 2>&1 || { tail -30 "$build/make.log" >&2; exit 1; }
   as_root make -s -C "$dir" install >>"$build/install.log" 2>&1 || { tail -30 "$build/install.log" >&2; exit 1; }
 done
 as_root chmod -R a+rX,go-w "$PREFIX"
