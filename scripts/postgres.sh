@@ -26,9 +26,11 @@ FLAVOR="plpython3u($PYTHON) contrib llvm-jit(14)"
 log() { printf '[postgres %s] %s\n' "$MAJOR" "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# The server Debian installs is used as it is.
-if command -v pg_config >/dev/null && [ "$(pg_config --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')" = "$MAJOR" ]; then
-  command -v pg_config; exit 0
+# The server Debian installs is used as it is (Debian's pg_config, not whichever is first on
+# PATH: make test PG=18 puts 18's bindir there).
+DEBIAN_PG_CONFIG=/usr/bin/pg_config
+if [ -x "$DEBIAN_PG_CONFIG" ] && [ "$("$DEBIAN_PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')" = "$MAJOR" ]; then
+  echo "$DEBIAN_PG_CONFIG"; exit 0
 fi
 [ "$CMD" = path ] && { echo "$PREFIX/bin/pg_config"; exit 0; }
 
