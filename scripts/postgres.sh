@@ -2,7 +2,7 @@
 # PostgreSQL major versions other than the one Debian installs.
 #
 #   scripts/postgres.sh path 18    # the pg_config that `make ... PG=18` uses (built or not)
-#   scripts/postgres.sh build 18   # build it if needed (first time: about 4 minutes on 2 cores)
+#   scripts/postgres.sh build 18   # build it if needed (first time: about 5.5 minutes on 2 cores)
 #
 # Exit status of build: 0 built (or already), 2 no Debian source for that major, 3 Debian lists
 # a source its mirror does not serve (PostgreSQL 17.12 from trixie, as seen here), 1 otherwise.
