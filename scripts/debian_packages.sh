@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian package helpers shared by setup.sh and build_postgres.sh.
+# Debian package helpers shared by setup.sh, postgres.sh and build_pgvector.sh.
 #   debian_packages.sh missing PKG...   prints the packages that are not installed
 #   debian_packages.sh install PKG...   apt-get install (update first)
 #   debian_packages.sh deb-src SUITE    adds a deb-src entry for SUITE on this machine's mirror

@@ -17,6 +17,8 @@ import pgclip
 from tests import servers
 from tests.conftest import PG_BINDIR, PG_MAJOR
 from tests.helpers import generated
+from tests.hostile import own_cluster
+from tests.standby import free_port
 
 PREPARE = Path(__file__).resolve().parents[2] / "sql" / "upgrade" / "before_pg_upgrade.sql"
 OLD_MAJOR = servers.major(servers.OLD_PG_CONFIG)
@@ -109,23 +111,16 @@ def check_writes_work(dsn: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def old(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[servers.Server, dict]]:
+def old(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[own_cluster.OwnCluster, dict]]:
     """A cluster of the old major with pgclip and the tables above; stopped afterwards."""
     installed = servers.installed_pgclip(servers.OLD_PG_CONFIG)
     assert installed == pgclip.__version__, (
         f"PostgreSQL {OLD_MAJOR} has pgclip {installed}, this checkout is {pgclip.__version__}: "
         "run `make install` (make test PG=N does) before the upgrade tests")
     base = tmp_path_factory.mktemp("major")
-    server = servers.Server(servers.bindir(servers.OLD_PG_CONFIG), base / "old")
-    server.initdb()
-    server.start()
+    server = own_cluster.init(base / "old", bindir=servers.bindir(servers.OLD_PG_CONFIG))
     try:
-        with psycopg.connect(server.dsn("postgres"), autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {DB}")
-        with psycopg.connect(server.dsn(DB), autocommit=True) as c:
-            c.execute("CREATE EXTENSION pgclip CASCADE")
-            c.execute(f"ALTER DATABASE {DB} SET pgclip.model = 'pgclip-tiny'")
-        fill(server.dsn(DB))
+        fill(server.create_db(DB))
         before = snapshot(server.dsn(DB))
         yield server, before
     finally:
@@ -133,18 +128,17 @@ def old(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[servers.Serv
 
 
 @pytest.fixture(scope="module")
-def dump(old: tuple[servers.Server, dict]) -> Path:
+def dump(old: tuple[own_cluster.OwnCluster, dict]) -> Path:
     """The old cluster's database dumped with the OLD major's pg_dump (README: Debian 15.20's
     columns carry a `pg_attver` option that only its own pg_dump leaves out), with --create
     so that the database's pgclip.model setting travels too."""
     server, _ = old
-    path = server.datadir.parent / "pgclip_major.dump"
-    servers.run(server.bindir / "pg_dump", "-h", server.host, "-p", str(server.port), "-U",
-                "postgres", "-Fc", "--create", "-f", path, DB)
+    path = server.root / "pgclip_major.dump"
+    servers.run(server.bindir / "pg_dump", "-Fc", "--create", "-f", path, "-d", server.dsn(DB))
     return path
 
 
-def prepare_for_pg_upgrade(server: servers.Server) -> None:
+def prepare_for_pg_upgrade(server: own_cluster.OwnCluster) -> None:
     """README's step before pg_upgrade, in every database: sql/upgrade/before_pg_upgrade.sql."""
     with psycopg.connect(server.dsn("postgres"), autocommit=True) as c:
         names = [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE datallowconn")]
@@ -170,12 +164,12 @@ def test_pg_upgrade(old, dump, tmp_path_factory: pytest.TempPathFactory) -> None
     server, before = old
     prepare_for_pg_upgrade(server)
     server.stop()
-    new = servers.Server(PG_BINDIR, server.datadir.parent / "upgraded")
     # PostgreSQL 18's initdb turns data checksums on; pg_upgrade needs the old cluster's setting.
-    new.initdb(*(["--no-data-checksums"] if PG_MAJOR >= 18 else []))
+    new = own_cluster.init(server.root.parent / "upgraded", start=False, initdb_options=(
+        ("--no-data-checksums",) if PG_MAJOR >= 18 else ()))
     work = tmp_path_factory.mktemp("pg_upgrade")
     args = ["-b", server.bindir, "-B", PG_BINDIR, "-d", server.datadir, "-D", new.datadir,
-            "-U", "postgres", "-p", str(servers.free_port()), "-P", str(servers.free_port())]
+            "-U", "postgres", "-p", str(free_port()), "-P", str(free_port())]
     try:
         servers.run(PG_BINDIR / "pg_upgrade", "--check", *args, cwd=work)
         servers.run(PG_BINDIR / "pg_upgrade", *args, cwd=work, timeout=600)
@@ -191,14 +185,10 @@ def test_pg_upgrade(old, dump, tmp_path_factory: pytest.TempPathFactory) -> None
 
 def test_dump_and_restore_into_the_new_major(old, dump) -> None:
     server, before = old
-    new = servers.Server(PG_BINDIR, server.datadir.parent / "restored")
-    new.initdb()
-    new.start()
+    new = own_cluster.init(server.root.parent / "restored")
     try:
-        with psycopg.connect(new.dsn("postgres"), autocommit=True) as c:
-            c.execute("SELECT 1")
-        servers.run(PG_BINDIR / "pg_restore", "-h", new.host, "-p", str(new.port), "-U",
-                    "postgres", "--create", "--exit-on-error", "-d", "postgres", dump)
+        servers.run(PG_BINDIR / "pg_restore", "--create", "--exit-on-error", "-d", new.dsn(),
+                    dump)
         assert snapshot(new.dsn(DB)) == before
         check_writes_work(new.dsn(DB))
     finally:

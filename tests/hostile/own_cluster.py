@@ -38,6 +38,7 @@ def _free_port() -> int:
 class OwnCluster:
     root: Path
     port: int
+    bindir: Path = PG_BINDIR  # another major's (tests/extension/test_major_upgrade.py)
 
     @property
     def datadir(self) -> Path:
@@ -51,7 +52,7 @@ class OwnCluster:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
 
     def _pg_ctl(self, *args: str, timeout: float = 120) -> None:
-        subprocess.run([str(PG_BINDIR / "pg_ctl"), "-D", str(self.datadir), *args],
+        subprocess.run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), *args],
                        check=True, capture_output=True, timeout=timeout)
 
     def start(self) -> None:
@@ -63,7 +64,7 @@ class OwnCluster:
         self._pg_ctl("-m", mode, "-w", "-t", "120", "stop", timeout=150)
 
     def running(self) -> bool:
-        return subprocess.run([str(PG_BINDIR / "pg_ctl"), "-D", str(self.datadir), "status"],
+        return subprocess.run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"],
                               capture_output=True).returncode == 0
 
     def log_text(self) -> str:
@@ -83,16 +84,18 @@ class OwnCluster:
         return self.dsn(name)
 
 
-def init(root: Path, *settings: str) -> OwnCluster:
+def init(root: Path, *settings: str, bindir: Path = PG_BINDIR,
+         initdb_options: tuple[str, ...] = (), start: bool = True) -> OwnCluster:
     """initdb a new cluster under ``root`` (which must not hold one) and start it.
 
-    ``settings`` are extra postgresql.conf lines, e.g. ``"statement_timeout = 0"``.
+    ``settings`` are extra postgresql.conf lines, e.g. ``"statement_timeout = 0"``;
+    ``bindir`` another major's programs; ``start=False`` leaves it stopped (for pg_upgrade).
     """
     root.mkdir(parents=True, exist_ok=True)
-    cluster = OwnCluster(root, _free_port())
-    subprocess.run([str(PG_BINDIR / "initdb"), "-D", str(cluster.datadir), "-U", "postgres",
-                    "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-                   check=True, capture_output=True, timeout=300)
+    cluster = OwnCluster(root, _free_port(), bindir)
+    subprocess.run([str(bindir / "initdb"), "-D", str(cluster.datadir), "-U", "postgres",
+                    "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
+                    *initdb_options], check=True, capture_output=True, timeout=300)
     sockets = root / "run"
     sockets.mkdir(exist_ok=True)
     conf = [
@@ -107,7 +110,8 @@ def init(root: Path, *settings: str) -> OwnCluster:
     ]
     with open(cluster.datadir / "postgresql.conf", "a") as f:
         f.write("\n# tests/hostile/own_cluster.py\n" + "\n".join(conf) + "\n")
-    cluster.start()
+    if start:
+        cluster.start()
     return cluster
 
 
