@@ -85,3 +85,34 @@ def embed_batch(
     counters.rows_embedded += len(prepared)
     counters.rows_failed += len(result.errors)
     return result
+
+
+def first_source(values: Sequence[Any]) -> int | None:
+    """Index of a row's first non-NULL source value (its sources in order of preference), or
+    None when every source is NULL."""
+    for i, v in enumerate(values):
+        if v is not None:
+            return i
+    return None
+
+
+def embed_mixed(
+    lm: LoadedModel, modalities: Sequence[str], rows: Sequence[Sequence[Any]], s: Settings,
+    batch_size: int,
+) -> tuple[BatchResult, list[int | None]]:
+    """Embed rows whose vector may come from one of several sources: each row from its first
+    non-NULL source (``rows[i][j]`` is row i's value of source j, of modality
+    ``modalities[j]``), one model pass per modality. Returns the result in row order and the
+    source each row was embedded from (None: no source)."""
+    chosen = [first_source(r) for r in rows]
+    result = BatchResult(vectors=[None] * len(rows))
+    for modality in dict.fromkeys(modalities):  # each modality once, in order
+        idx = [i for i, c in enumerate(chosen) if c is not None and modalities[c] == modality]
+        if not idx:
+            continue
+        part = embed_batch(lm, modality, [rows[i][chosen[i]] for i in idx], s, batch_size)
+        for j, i in enumerate(idx):
+            result.vectors[i] = part.vectors[j]
+            if j in part.errors:
+                result.errors[i] = part.errors[j]
+    return result, chosen

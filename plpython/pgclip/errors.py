@@ -163,3 +163,9 @@ class NoPrivilege(PgclipError):
     """A role that lacks a privilege pgclip's statements need (named in the hint)."""
 
     sqlstate = "42501"  # insufficient_privilege
+
+
+class AlreadyRegistered(PgclipError):
+    """Something pgclip records once (a source of a vector column) was asked for again."""
+
+    sqlstate = "42710"  # duplicate_object

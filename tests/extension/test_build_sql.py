@@ -135,51 +135,53 @@ def test_source_files_are_numbered_uniquely(ext: Path, kind: str, name: str, mes
 
 
 def test_the_current_version_must_be_unreleased_and_newest(ext: Path) -> None:
-    assert "0.4.0 is already released" in problems(ext, "0.4.0")
-    assert "0.3.5 is older than 0.4.0" in problems(ext, "0.3.5")
-    assert "not of the form" in problems(ext, "0.5")
-    assert problems(ext, "0.5.0") == ""
+    assert "0.5.0 is already released" in problems(ext, "0.5.0")
+    assert "0.4.5 is older than 0.5.0" in problems(ext, "0.4.5")
+    assert "not of the form" in problems(ext, "0.6")
+    assert problems(ext, "0.6.0") == ""
 
 
 def test_an_unreleased_frozen_script_is_refused(ext: Path) -> None:
     shutil.copy(ext / "frozen" / "pgclip--0.2.0.sql", ext / "frozen" / "pgclip--0.2.9.sql")
-    assert "frozen/pgclip--0.2.9.sql is not a released version" in problems(ext, "0.5.0")
+    assert "frozen/pgclip--0.2.9.sql is not a released version" in problems(ext, "0.6.0")
 
 
 def test_upgrades_skip_exactly_what_each_release_shipped(ext: Path) -> None:
-    (ext / "sql" / "incremental" / "090-later.sql").write_text("CREATE TABLE later ();\n")
-    assert problems(ext, "0.5.0") == ""
-    scripts = build_sql.build_all("0.5.0", VENV, PACKAGE_DIR, ext)
-    assert set(scripts) == {"pgclip.control", *build_sql.output_names("0.5.0", ext)}
+    (ext / "sql" / "incremental" / "190-later.sql").write_text("CREATE TABLE later ();\n")
+    assert problems(ext, "0.6.0") == ""
+    scripts = build_sql.build_all("0.6.0", VENV, PACKAGE_DIR, ext)
+    assert set(scripts) == {"pgclip.control", *build_sql.output_names("0.6.0", ext)}
 
     def incremental(name: str) -> list[str]:
         return re.findall(r"^-- source: sql/incremental/(\S+)$", scripts[name], re.M)
 
-    since_0_4 = ["080-model-info.sql", "090-later.sql"]
+    since_0_5 = ["090-multimodal.sql", "190-later.sql"]
+    since_0_4 = ["080-model-info.sql", *since_0_5]
     since_0_3 = ["070-video.sql", *since_0_4]
     since_0_2 = ["050-scale.sql", "060-memory.sql", *since_0_3]
-    assert incremental("pgclip--0.5.0.sql") == [
+    assert incremental("pgclip--0.6.0.sql") == [
         "010-auto-embed.sql", "020-config.sql", "040-tags.sql", *since_0_2]
-    assert incremental("pgclip--0.1.0--0.5.0.sql") == incremental("pgclip--0.5.0.sql")
-    assert incremental("pgclip--0.2.0--0.5.0.sql") == since_0_2
+    assert incremental("pgclip--0.1.0--0.6.0.sql") == incremental("pgclip--0.6.0.sql")
+    assert incremental("pgclip--0.2.0--0.6.0.sql") == since_0_2
     # 0.2.1 shipped no incremental file of its own: it upgrades like 0.2.0.
-    assert incremental("pgclip--0.2.1--0.5.0.sql") == since_0_2
-    assert incremental("pgclip--0.3.0--0.5.0.sql") == since_0_3
-    assert incremental("pgclip--0.4.0--0.5.0.sql") == since_0_4
+    assert incremental("pgclip--0.2.1--0.6.0.sql") == since_0_2
+    assert incremental("pgclip--0.3.0--0.6.0.sql") == since_0_3
+    assert incremental("pgclip--0.4.0--0.6.0.sql") == since_0_4
+    assert incremental("pgclip--0.5.0--0.6.0.sql") == since_0_5
     assert "#PGCLIP_PRELUDE" not in "".join(scripts.values())
-    assert "default_version = '0.5.0'" in scripts["pgclip.control"]
+    assert "default_version = '0.6.0'" in scripts["pgclip.control"]
 
 
 def test_freeze_records_a_release_that_the_next_version_upgrades_from(ext: Path) -> None:
-    (ext / "sql" / "incremental" / "090-later.sql").write_text("CREATE TABLE later ();\n")
-    frozen = build_sql.freeze("0.5.0", ext)
-    assert frozen.read_text().startswith("-- pgclip 0.5.0 as released: frozen;")
+    (ext / "sql" / "incremental" / "190-later.sql").write_text("CREATE TABLE later ();\n")
+    frozen = build_sql.freeze("0.6.0", ext)
+    assert frozen.read_text().startswith("-- pgclip 0.6.0 as released: frozen;")
     assert "#PGCLIP_PRELUDE" in frozen.read_text()
     last = build_sql.load_releases(ext)[-1]
-    assert last.version == "0.5.0"
-    assert list(last.incremental) == ["080-model-info.sql", "090-later.sql"]
-    assert "0.5.0 is already released" in problems(ext, "0.5.0")
-    assert problems(ext, "0.5.1") == ""
-    scripts = build_sql.build_all("0.5.1", VENV, PACKAGE_DIR, ext)
-    assert "090-later.sql" not in scripts["pgclip--0.5.0--0.5.1.sql"]
-    assert "090-later.sql" in scripts["pgclip--0.4.0--0.5.1.sql"]
+    assert last.version == "0.6.0"
+    assert list(last.incremental) == ["090-multimodal.sql", "190-later.sql"]
+    assert "0.6.0 is already released" in problems(ext, "0.6.0")
+    assert problems(ext, "0.6.1") == ""
+    scripts = build_sql.build_all("0.6.1", VENV, PACKAGE_DIR, ext)
+    assert "190-later.sql" not in scripts["pgclip--0.6.0--0.6.1.sql"]
+    assert "190-later.sql" in scripts["pgclip--0.5.0--0.6.1.sql"]

@@ -26,7 +26,7 @@ from pgclip.sql_api import autoembed, catalog
 return autoembed.auto_embed(plpy, catalog.relid(plpy, tbl), source_column, modality, vector_column, create_index, backfill, on_error, mode, vector_type)
 $python$;
 COMMENT ON FUNCTION clip_auto_embed(regclass, name, text, name, boolean, boolean, text, text, text) IS
-  'Add a vector (or halfvec) column filled from an image (bytea) or text column, bound to the current pgclip.model: by the writers'' statements (mode sync) or by clip_worker (mode async); returns the vector column name';
+  'Add a vector (or halfvec) column filled from an image (bytea) or text column, bound to the current pgclip.model: by the writers'' statements (mode sync) or by clip_worker (mode async); called again with the same vector_column and another source, adds that source (a row''s vector comes from its first non-NULL source); returns the vector column name';
 
 CREATE OR REPLACE FUNCTION clip_auto_embed_mode(
     tbl regclass, mode text, vector_column name DEFAULT NULL) RETURNS void
@@ -179,10 +179,15 @@ BEGIN
         table_name := c.table_oid; vector_column := c.vector_column;
         source_column := c.source_column; modality := c.modality; model := c.model;
         pretrained := c.pretrained; embedding_dim := c.embedding_dim; on_error := c.on_error;
+        -- Pending: no vector, and one of the column's sources (more_sources: 0.6.0).
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.count(*), pg_catalog.count(%1$I), '
-            'pg_catalog.count(*) FILTER (WHERE %1$I IS NULL AND %2$I IS NOT NULL) FROM %3$s',
-            c.vector_column, c.source_column, c.table_oid)
+            'pg_catalog.count(*) FILTER (WHERE %1$I IS NULL AND (%2$s)) FROM %3$s',
+            c.vector_column,
+            (SELECT pg_catalog.string_agg(pg_catalog.format('%I IS NOT NULL', u.s), ' OR ')
+               FROM pg_catalog.unnest(ARRAY[c.source_column] OPERATOR(pg_catalog.||)
+                                      c.more_sources) AS u(s)),
+            c.table_oid)
           INTO total_rows, embedded_rows, missing;
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.count(*) FROM %1$s t JOIN @extschema@.clip_errors e '
@@ -219,11 +224,17 @@ COMMENT ON FUNCTION clip_queue_status() IS
   'Per auto-embedded column: mode, rows waiting in clip_queue, and the age of the oldest (lag)';
 
 -- Columns are only ever added at the end (CREATE OR REPLACE VIEW keeps the old ones).
+-- source_columns, modalities (0.6.0): every source of the column, in order of preference.
 CREATE OR REPLACE VIEW clip_status AS
-SELECT s.*, q.mode, q.queued_rows, q.lag
+SELECT s.*, q.mode, q.queued_rows, q.lag,
+       ARRAY[c.source_column] OPERATOR(pg_catalog.||) c.more_sources AS source_columns,
+       ARRAY[c.modality] OPERATOR(pg_catalog.||) c.more_modalities AS modalities
   FROM @extschema@.clip_embedding_status() s
   LEFT JOIN @extschema@.clip_queue_status() q
     ON q.table_name OPERATOR(pg_catalog.=) s.table_name
-   AND q.vector_column OPERATOR(pg_catalog.=) s.vector_column;
+   AND q.vector_column OPERATOR(pg_catalog.=) s.vector_column
+  LEFT JOIN @extschema@.clip_columns c
+    ON c.table_oid OPERATOR(pg_catalog.=) s.table_name
+   AND c.vector_column OPERATOR(pg_catalog.=) s.vector_column;
 COMMENT ON VIEW clip_status IS
-  'Every auto-embedded column with its model, row count, rows still missing a vector, rows that failed, mode, queued rows and lag';
+  'Every auto-embedded column with its model, row count, rows still missing a vector, rows that failed, mode, queued rows, lag, and its sources in order of preference';

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgclip import autoembed, registry
-from pgclip.errors import InvalidParameter, UnsupportedTable, WrongType
+from pgclip.errors import AlreadyRegistered, InvalidParameter, UnsupportedTable, WrongType
 from pgclip.sql_api import (
     backfill,
     catalog,
@@ -21,6 +21,7 @@ from pgclip.sql_api import (
     fit_name,
     partitions,
     queue,
+    row_errors,
     row_keys,
     sql_errors,
     standby,
@@ -42,20 +43,20 @@ def trigger(plpy: Any, TD: dict[str, Any]) -> None:
         if col.mode == "async":
             queue.on_statement(plpy, col, TD["event"], TRANSITION_NEW, TRANSITION_OLD)
             return None
-        src = plpy.quote_ident(col.source_column)
+        src = columns.source_values(plpy, col, "n")
         key = row_keys.key_text(plpy, col, "n")
         if TD["event"] == "INSERT":
             query = (
-                f"SELECT {key} AS k, n.{src} AS s FROM {TRANSITION_NEW} n "
+                f"SELECT {key} AS k, {src} FROM {TRANSITION_NEW} n "
                 f"WHERE {columns.needs_vector(plpy, col, 'n')}"
             )
         else:  # UPDATE: only rows whose source changed (or whose key did)
             query = (
-                f"SELECT {key} AS k, n.{src} AS s "
+                f"SELECT {key} AS k, {src} "
                 f"FROM {columns.source_changed(plpy, col, TRANSITION_NEW, TRANSITION_OLD)}"
             )
         size = columns.rows_per_batch(plpy, col)
-        clear = TD["event"] == "UPDATE" and columns.has_errors(plpy, col)
+        clear = TD["event"] == "UPDATE" and row_errors.has_errors(plpy, col)
         # Closed explicitly: a row error kept in a traceback can keep this frame, and so the
         # cursor, alive past the statement; its pinned portal then fails the COMMIT ("cannot
         # commit while a portal is pinned", seen on PostgreSQL 18 under COPY).
@@ -159,9 +160,15 @@ def auto_embed(
             )
         key_columns = _primary_key(plpy, relid, table)
         s = current_settings(plpy)
+        vector_column = vector_column or fit_name(source_column, "_embedding")
+        if _is_registered(plpy, relid, vector_column):  # another source for it
+            col = columns.registered(plpy, relid, vector_column)
+            _add_source(plpy, col, source_column, modality, on_error, mode, vtype, s.model)
+            _fill(plpy, columns.registered(plpy, relid, vector_column), backfill_rows,
+                  create_index)
+            return vector_column
         lm = current_model(s)
         tag = lm.key.pretrained or registry.DEFAULT_TAGS.get(lm.key.model, "")
-        vector_column = vector_column or fit_name(source_column, "_embedding")
         vschema = catalog.extension_schema(plpy, "vector")
         existing = catalog.column(plpy, relid, vector_column)
         if existing is None:
@@ -203,16 +210,85 @@ def auto_embed(
         )
         col = columns.registered(plpy, relid, vector_column)
         partitions.install_triggers(plpy, col)
-        if mode == "async":
-            queue.enqueue_pending(plpy, col)
-        elif backfill_rows:
-            backfill.in_transaction(plpy, col)
-        if create_index:
-            plpy.execute(
-                f"CREATE INDEX ON {table} USING hnsw "
-                f"({q(vector_column)} {vschema}.{vtype}_cosine_ops)"
-            )
+        _fill(plpy, col, backfill_rows, create_index)
         return vector_column
+
+
+def _fill(plpy: Any, col: columns.Column, backfill_rows: bool, create_index: bool) -> None:
+    """A column just set up (or given another source): queue (async) or embed (sync) the rows
+    that now need a vector, and give the column an HNSW index unless one serves it already."""
+    if col.mode == "async":
+        queue.enqueue_pending(plpy, col)
+    elif backfill_rows:
+        backfill.in_transaction(plpy, col)
+    if create_index and not _has_index(plpy, col):
+        vtype = "halfvec" if col.is_halfvec else "vector"
+        plpy.execute(
+            f"CREATE INDEX ON {col.table} USING hnsw "
+            f"({plpy.quote_ident(col.vector_column)} {col.vector_schema}.{vtype}_cosine_ops)"
+        )
+
+
+def _is_registered(plpy: Any, relid: int, vector_column: str) -> bool:
+    schema = catalog.extension_schema(plpy)
+    plan = catalog.plan(
+        plpy, ("is_registered", schema),
+        f"SELECT EXISTS (SELECT 1 FROM {schema}.clip_columns c WHERE c.table_oid "
+        "OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND c.vector_column OPERATOR(pg_catalog.=) $2"
+        ") AS r", ["pg_catalog.int8", "pg_catalog.name"])
+    return bool(plpy.execute(plan, [relid, vector_column])[0]["r"])
+
+
+def _has_index(plpy: Any, col: columns.Column) -> bool:
+    """Whether an index of the table has the vector column as its first key column."""
+    plan = catalog.plan(
+        plpy, "has_index",
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a "
+        "ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid "
+        "AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0] "
+        "WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
+        "AND a.attname OPERATOR(pg_catalog.=) $2) AS r", ["pg_catalog.int8", "pg_catalog.name"])
+    return bool(plpy.execute(plan, [col.table_oid, col.vector_column])[0]["r"])
+
+
+def _add_source(plpy: Any, col: columns.Column, source_column: str, modality: str,
+                on_error: str, mode: str, vtype: str, model: str) -> None:
+    """clip_auto_embed on a vector column that is auto-embedded already: the source becomes
+    the column's last one (a row's vector comes from its first non-NULL source). The column
+    keeps its model, mode, on_error and type; a NOTICE says when the call asked for others."""
+    if any(c == source_column for c, _ in col.sources):
+        raise AlreadyRegistered(
+            f'{col.table}.{col.vector_column} is already auto-embedded from "{source_column}"',
+            hint="The clip_status view lists each vector column's sources. To set it up "
+            "anew, run clip_auto_embed_remove() first.",
+        )
+    if modality == "video" or col.video is not None:
+        raise UnsupportedTable(
+            f"{col.table}.{col.vector_column} cannot take both a video and another source",
+            hint="A video column keeps the frames and segments of its one video source: give "
+            "the other source its own vector_column.",
+        )
+    kept = [f"{name} {have!r}" for name, asked, have in (
+        ("model", model or registry.DEFAULT_MODEL, col.model), ("mode", mode, col.mode),
+        ("on_error", on_error, col.on_error),
+        ("vector_type", vtype, "halfvec" if col.is_halfvec else "vector")) if asked != have]
+    if kept:
+        plpy.notice(f"pgclip: {col.table}.{col.vector_column} keeps its {', '.join(kept)} "
+                    f"for its new source {source_column}: one column, one way to embed it")
+    schema = catalog.extension_schema(plpy)
+    plpy.execute(
+        plpy.prepare(
+            f"UPDATE {schema}.clip_columns SET more_sources = more_sources "
+            "OPERATOR(pg_catalog.||) $3, more_modalities = more_modalities "
+            "OPERATOR(pg_catalog.||) $4 WHERE table_oid OPERATOR(pg_catalog.=) "
+            "$1::pg_catalog.oid AND vector_column OPERATOR(pg_catalog.=) $2",
+            ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.name", "pg_catalog.text"],
+        ),
+        [col.table_oid, col.vector_column, source_column, modality],
+    )
+    partitions.drop_triggers(plpy, col)  # their arguments name the sources
+    partitions.install_triggers(plpy, columns.registered(plpy, col.table_oid, col.vector_column))
+    catalog.forget_plans()
 
 
 def set_mode(plpy: Any, relid: int, mode: str, vector_column: str | None) -> None:

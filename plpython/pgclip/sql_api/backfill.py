@@ -15,7 +15,7 @@ from typing import Any
 
 from pgclip import autoembed
 from pgclip.errors import InvalidParameter
-from pgclip.sql_api import catalog, columns, queue, row_keys, sql_errors, standby
+from pgclip.sql_api import catalog, columns, queue, row_errors, row_keys, sql_errors, standby
 
 # $1 last key text (NULL: from the start), $2 table oid, $3 vector column, $4 limit,
 # $5 when this run started (a retried row that failed again in this run is not retried twice)
@@ -29,13 +29,13 @@ def _batch_query(plpy: Any, col: columns.Column, retry_failed: bool, lock: bool,
     claimed FOR NO KEY UPDATE, skipping rows other sessions hold. Two queries rather than
     ``$1 IS NULL OR key > $1``: a generic plan of that scans the key index from its start for
     every batch, and a backfill of n rows reads n²/2 of them."""
-    src = plpy.quote_ident(col.source_column)
     return (
-        f"SELECT {row_keys.key_text(plpy, col, 't')} AS k, t.{src} AS s FROM {col.table} t "
+        f"SELECT {row_keys.key_text(plpy, col, 't')} AS k, "
+        f"{columns.source_values(plpy, col, 't')} FROM {col.table} t "
         f"WHERE {columns.needs_vector(plpy, col, 't')} "
         + (f"AND {row_keys.key_after(plpy, col, 't', '$1')}" if after
            else "AND $1::pg_catalog.text IS NULL")
-        + " AND " + columns.not_logged(plpy, col, "t", "$2", "$3",
+        + " AND " + row_errors.not_logged(plpy, col, "t", "$2", "$3",
                                        since="$5" if retry_failed else None)
         + f" ORDER BY {row_keys.key_order(plpy, col, 't')} LIMIT $4"
         + (" FOR NO KEY UPDATE OF t SKIP LOCKED" if lock else "")

@@ -19,8 +19,15 @@ from typing import Any
 import numpy as np
 
 from pgclip import autoembed, loading, settings, vectors
-from pgclip.errors import InvalidParameter, NotRegistered, PgclipError
-from pgclip.sql_api import bound_model, catalog, current_settings, raise_error, row_keys
+from pgclip.errors import InvalidParameter, NotRegistered
+from pgclip.sql_api import (
+    bound_model,
+    catalog,
+    current_settings,
+    raise_error,
+    row_errors,
+    row_keys,
+)
 
 _writing = 0  # >0 while this backend writes vectors: our own UPDATEs must not re-trigger
 
@@ -63,6 +70,14 @@ class Column:
     on_error: str
     mode: str = "sync"  # 'sync' or 'async'
     video: VideoColumn | None = None  # modality 'video' only
+    # (source column, modality) of the sources after the first, in order of preference
+    more_sources: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def sources(self) -> tuple[tuple[str, str], ...]:
+        """Every (source column, modality), in order of preference: a row's vector comes from
+        the first of its sources that is not NULL."""
+        return ((self.source_column, self.modality), *self.more_sources)
 
     @property
     def key_column(self) -> str:
@@ -129,7 +144,8 @@ def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
                c.embedding_dim, c.on_error, c.mode,
                c.frames_table::pg_catalog.text AS frames_table,
                c.segments_table::pg_catalog.text AS segments_table,
-               c.video_options::pg_catalog.text AS video_options
+               c.video_options::pg_catalog.text AS video_options,
+               c.more_sources, c.more_modalities
           FROM {schema}.clip_columns c
          WHERE c.table_oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
            AND ($2::pg_catalog.name IS NULL OR c.vector_column OPERATOR(pg_catalog.=) $2)
@@ -159,11 +175,12 @@ def registered(plpy: Any, relid: int, vector_column: str | None) -> Column:
         relid, rel["table_name"], r["vector_column"], r["source_column"], r["modality"],
         tuple(rel["keys"]), tuple(rel["key_types"]), rel["vector_type"], rel["vector_schema"],
         r["model"], r["pretrained"], int(r["embedding_dim"]), r["on_error"], r["mode"],
-        _video(r),
+        _video(r), tuple(zip(r["more_sources"], r["more_modalities"], strict=True)),
     )
 
 
-# The arguments of the auto-embed trigger (autoembed.trigger_args writes them).
+# The arguments of the auto-embed trigger (partitions.trigger_args writes them), then a
+# (source column, modality) pair for each of the column's further sources.
 TRIGGER_ARGS = ("vector_column", "source_column", "modality", "mode", "on_error", "model",
                 "pretrained")
 
@@ -175,7 +192,9 @@ def from_trigger(plpy: Any, relid: int, args: list[str]) -> Column:
     if len(args) == 1:
         reg = registered(plpy, relid, args[0])
         return reg
-    a = dict(zip(TRIGGER_ARGS, args, strict=True))
+    n = len(TRIGGER_ARGS)
+    a = dict(zip(TRIGGER_ARGS, args[:n], strict=True))
+    more = tuple(zip(args[n::2], args[n + 1::2], strict=True))
     rel = _relation(plpy, relid, a["vector_column"])
     # A video column's frame and segment tables are the registered table's, in its registry row.
     video = (registered(plpy, int(rel["root"]), a["vector_column"]).video
@@ -184,7 +203,7 @@ def from_trigger(plpy: Any, relid: int, args: list[str]) -> Column:
         int(rel["root"]), rel["table_name"], a["vector_column"], a["source_column"],
         a["modality"], tuple(rel["keys"]), tuple(rel["key_types"]), rel["vector_type"],
         rel["vector_schema"], a["model"], a["pretrained"], int(rel["dim"]), a["on_error"],
-        a["mode"], video,
+        a["mode"], video, more,
     )
 
 
@@ -250,68 +269,37 @@ def _write(plpy: Any, col: Column, keys: list[str], vecs: list[np.ndarray | None
         plpy.execute(plan, [keys, literals])
 
 
-def _record_errors(plpy: Any, col: Column, failed: list[tuple[str, PgclipError]]) -> None:
-    schema = catalog.extension_schema(plpy)
-    plan = catalog.plan(
-        plpy,
-        ("record_errors", schema),
-        f"""
-        INSERT INTO {schema}.clip_errors AS e
-               (table_oid, vector_column, row_key, sqlstate, message)
-        SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, f.k, f.s, f.m
-          FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.text[]),
-                          pg_catalog.unnest($4::pg_catalog.text[]),
-                          pg_catalog.unnest($5::pg_catalog.text[])) AS f(k, s, m)
-        ON CONFLICT (table_oid, vector_column, row_key) DO UPDATE
-           SET sqlstate = excluded.sqlstate, message = excluded.message,
-               attempts = e.attempts OPERATOR(pg_catalog.+) 1, failed_at = pg_catalog.now()""",
-        ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.text[]", "pg_catalog.text[]",
-         "pg_catalog.text[]"],
-    )
-    plpy.execute(plan, [col.table_oid, col.vector_column, [k for k, _ in failed],
-                        [e.sqlstate for _, e in failed], [e.message for _, e in failed]])
+def source_values(plpy: Any, col: Column, alias: str) -> str:
+    """SELECT list of row ``alias``'s sources: ``s`` (the first), ``s1``, ``s2``... (the rest)."""
+    q = plpy.quote_ident
+    return ", ".join(f"{alias}.{q(c)} AS s{i or ''}" for i, (c, _) in enumerate(col.sources))
 
 
-def _clear_errors(plpy: Any, col: Column, keys: list[str]) -> None:
-    schema = catalog.extension_schema(plpy)
-    plan = catalog.plan(
-        plpy,
-        ("clear_errors", schema),
-        f"DELETE FROM {schema}.clip_errors WHERE table_oid OPERATOR(pg_catalog.=) "
-        "$1::pg_catalog.oid AND vector_column OPERATOR(pg_catalog.=) $2 "
-        "AND row_key OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])",
-        ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.text[]"],
-    )
-    plpy.execute(plan, [col.table_oid, col.vector_column, keys])
+def row_sources(col: Column, row: Any) -> list[Any]:
+    """A fetched row's source values (selected by :func:`source_values`), in order."""
+    return [row["s"], *(row[f"s{i}"] for i in range(1, len(col.sources)))]
+
+
+def has_source(plpy: Any, col: Column, alias: str) -> str:
+    """SQL predicate: row ``alias`` has at least one source."""
+    q = plpy.quote_ident
+    return "(" + " OR ".join(f"{alias}.{q(c)} IS NOT NULL" for c, _ in col.sources) + ")"
 
 
 def needs_vector(plpy: Any, col: Column, alias: str) -> str:
     """SQL predicate: row ``alias`` has a source and no vector (what triggers, backfills and
     the queue embed)."""
-    q = plpy.quote_ident
-    return f"{alias}.{q(col.vector_column)} IS NULL AND {alias}.{q(col.source_column)} IS NOT NULL"
+    vec = plpy.quote_ident(col.vector_column)
+    return f"{alias}.{vec} IS NULL AND {has_source(plpy, col, alias)}"
 
 
 def source_changed(plpy: Any, col: Column, new: str, old: str) -> str:
-    """FROM and WHERE of an UPDATE's transition rows ``n`` whose source changed (or whose key
+    """FROM and WHERE of an UPDATE's transition rows ``n`` whose sources changed (or whose key
     did: a row with a new key has no old row)."""
     q = plpy.quote_ident
-    src = q(col.source_column)
+    changed = " OR ".join(f"n.{q(c)} IS DISTINCT FROM o.{q(c)}" for c, _ in col.sources)
     return (f"{new} n LEFT JOIN {old} o ON {row_keys.same_key(plpy, col, 'o', 'n')} "
-            f"WHERE o.{q(col.key_column)} IS NULL OR n.{src} IS DISTINCT FROM o.{src}")
-
-
-def not_logged(plpy: Any, col: Column, alias: str, oid: str = "$1", name: str = "$2",
-               since: str | None = None) -> str:
-    """SQL predicate: row ``alias`` has no row in clip_errors (with ``since``: none logged at
-    or after that timestamp). ``oid``, ``name``: the parameters holding the column."""
-    return (
-        f"NOT EXISTS (SELECT 1 FROM {catalog.extension_schema(plpy)}.clip_errors e "
-        f"WHERE e.table_oid OPERATOR(pg_catalog.=) {oid}::pg_catalog.oid "
-        f"AND e.vector_column OPERATOR(pg_catalog.=) {name} "
-        f"AND e.row_key OPERATOR(pg_catalog.=) {row_keys.key_text(plpy, col, alias)}"
-        + (f" AND e.failed_at OPERATOR(pg_catalog.>=) {since})" if since else ")")
-    )
+            f"WHERE o.{q(col.key_column)} IS NULL OR {changed}")
 
 
 def count_pending(plpy: Any, col: Column, include_failed: bool = False) -> int:
@@ -319,34 +307,21 @@ def count_pending(plpy: Any, col: Column, include_failed: bool = False) -> int:
     logged error)."""
     plan = catalog.plan(
         plpy,
-        ("count_pending", col.table, col.vector_column, col.source_column, col.key_columns,
+        ("count_pending", col.table, col.vector_column, col.sources, col.key_columns,
          include_failed),
         f"SELECT pg_catalog.count(*) AS n FROM {col.table} t WHERE {needs_vector(plpy, col, 't')}"
-        + ("" if include_failed else f" AND {not_logged(plpy, col, 't')}"),
+        + ("" if include_failed else f" AND {row_errors.not_logged(plpy, col, 't')}"),
         ["pg_catalog.int8", "pg_catalog.name"],
     )
     return int(plpy.execute(plan, [col.table_oid, col.vector_column])[0]["n"])
-
-
-def has_errors(plpy: Any, col: Column) -> bool:
-    """Whether clip_errors logs any row of this column."""
-    schema = catalog.extension_schema(plpy)
-    plan = catalog.plan(
-        plpy,
-        ("has_errors", schema),
-        f"SELECT EXISTS (SELECT 1 FROM {schema}.clip_errors WHERE table_oid "
-        "OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND vector_column "
-        "OPERATOR(pg_catalog.=) $2) AS e",
-        ["pg_catalog.int8", "pg_catalog.name"],
-    )
-    return bool(plpy.execute(plan, [col.table_oid, col.vector_column])[0]["e"])
 
 
 def embed_rows(
     plpy: Any, col: Column, rows: list[dict[str, Any]], on_error: str, clear: bool,
     defer_long: bool = False,
 ) -> tuple[int, list[str]]:
-    """Embed and write one batch of ``{k, s}`` rows (key text, source value); returns the
+    """Embed and write one batch of ``{k, s, s1...}`` rows (key text, source values: see
+    :func:`source_values`); returns the
     number embedded and the keys of the rows that failed (logged in clip_errors).
     ``clear``: forget logged errors of the rows that now succeeded. ``defer_long``: a
     writer's statement, which queues long videos instead of embedding them."""
@@ -362,8 +337,10 @@ def embed_rows(
         res, deferred = video_rows.embed(plpy, col, lm, keys, [r["s"] for r in rows], s,
                                          batch_size(plpy), defer_long=defer_long,
                                          stop_on_error=on_error == "raise")
+        chosen: list[int | None] = [0] * len(rows)
     else:
-        res = autoembed.embed_batch(lm, col.modality, [r["s"] for r in rows], s, len(rows))
+        res, chosen = autoembed.embed_mixed(
+            lm, [m for _, m in col.sources], [row_sources(col, r) for r in rows], s, len(rows))
     if res.errors and on_error == "raise":
         i = min(res.errors)
         e = res.errors[i]
@@ -374,18 +351,18 @@ def embed_rows(
         raise_error(
             plpy,
             f"could not embed row {row_keys.key_label(col)} = {keys[i]} of {col.table} "
-            f"({col.source_column}): {e.message}",
+            f"({col.sources[chosen[i] or 0][0]}): {e.message}",
             e.sqlstate,
             e.detail,
             hint,
         )
     _write(plpy, col, keys, res.vectors)
     if res.errors:
-        _record_errors(plpy, col, [(keys[i], e) for i, e in sorted(res.errors.items())])
+        row_errors.record(plpy, col, [(keys[i], e) for i, e in sorted(res.errors.items())])
     if clear:
         ok = [k for i, k in enumerate(keys) if i not in res.errors and k not in deferred]
         if ok:
-            _clear_errors(plpy, col, ok)
+            row_errors.clear(plpy, col, ok)
     if deferred:
         from pgclip.sql_api import queue  # it builds on this module
 

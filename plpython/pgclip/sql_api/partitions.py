@@ -32,7 +32,8 @@ def trigger_args(col: columns.Column) -> list[str]:
         "modality": col.modality, "mode": col.mode, "on_error": col.on_error,
         "model": col.model, "pretrained": col.pretrained,
     }
-    return [values[name] for name in columns.TRIGGER_ARGS]
+    more = [a for source in col.more_sources for a in source]
+    return [*(values[name] for name in columns.TRIGGER_ARGS), *more]
 
 
 def members(plpy: Any, relid: int) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgclip.errors import InvalidParameter
-from pgclip.sql_api import catalog, columns, row_keys
+from pgclip.sql_api import catalog, columns, row_errors, row_keys
 
 MODES = ("sync", "async")
 MAX_ATTEMPTS = 3
@@ -46,14 +46,14 @@ def on_statement(plpy: Any, col: columns.Column, event: str, new: str, old: str)
     changed, set the vector to NULL, forget their logged errors and queue them afresh."""
     q = plpy.quote_ident
     schema = catalog.extension_schema(plpy)
-    src, vec = q(col.source_column), q(col.vector_column)
+    vec = q(col.vector_column)
     key = row_keys.key_text(plpy, col, "n")
     if event == "INSERT":
         changed = f"SELECT {key} AS k FROM {new} n WHERE {columns.needs_vector(plpy, col, 'n')}"
         extra = ""
     else:
         changed = (
-            f"SELECT {key} AS k, n.{src} IS NOT NULL AS has_source "
+            f"SELECT {key} AS k, {columns.has_source(plpy, col, 'n')} AS has_source "
             f"FROM {columns.source_changed(plpy, col, new, old)}"
         )
         extra = (
@@ -72,7 +72,7 @@ def on_statement(plpy: Any, col: columns.Column, event: str, new: str, old: str)
                           f"WHERE {row_keys.key_matches(plpy, col, 'f', 'c.k')} RETURNING 1)")
     plan = catalog.plan(
         plpy,
-        ("enqueue", event, col.table, col.vector_column, col.source_column, col.key_columns,
+        ("enqueue", event, col.table, col.vector_column, col.sources, col.key_columns,
          col.key_types, schema),
         f"WITH changed AS ({changed}){extra}, "
         f"queued AS (INSERT INTO {schema}.clip_queue AS q (table_oid, vector_column, row_key) "
@@ -94,12 +94,12 @@ def enqueue_pending(plpy: Any, col: columns.Column) -> int:
     schema = catalog.extension_schema(plpy)
     plan = catalog.plan(
         plpy,
-        ("enqueue_pending", col.table, col.vector_column, col.source_column, col.key_columns,
+        ("enqueue_pending", col.table, col.vector_column, col.sources, col.key_columns,
          schema),
         f"WITH queued AS (INSERT INTO {schema}.clip_queue (table_oid, vector_column, row_key) "
         f"SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, {row_keys.key_text(plpy, col, 't')} "
         f"FROM {col.table} t WHERE {columns.needs_vector(plpy, col, 't')} "
-        f"AND {columns.not_logged(plpy, col, 't')} "
+        f"AND {row_errors.not_logged(plpy, col, 't')} "
         "ON CONFLICT (table_oid, vector_column, row_key) DO NOTHING RETURNING 1) "
         "SELECT pg_catalog.count(*) AS n FROM queued",
         ["pg_catalog.int8", "pg_catalog.name"],
@@ -140,7 +140,7 @@ def backlog(plpy: Any, col: columns.Column) -> int:
 
 def claim(plpy: Any, col: columns.Column, limit: int) -> tuple[list[dict[str, Any]], list[str]]:
     """Lock up to ``limit`` ready queue rows and the table rows they name (both SKIP LOCKED);
-    returns the ``{k, s}`` rows to embed, and the claimed keys that need no embedding (row
+    returns the ``{k, s, s1...}`` rows to embed, and the claimed keys that need no embedding (row
     deleted, source NULL, or a vector written meanwhile), which the caller takes out."""
     q = plpy.quote_ident
     schema = catalog.extension_schema(plpy)
@@ -160,12 +160,13 @@ def claim(plpy: Any, col: columns.Column, limit: int) -> tuple[list[dict[str, An
     keys = [r["k"] for r in queued]
     if not keys:
         return [], []
-    shape = (col.table, col.vector_column, col.source_column, col.key_columns, col.key_types)
+    shape = (col.table, col.vector_column, col.sources, col.key_columns, col.key_types)
     rows = plpy.execute(
         catalog.plan(
             plpy,
             ("claim_rows", *shape),
-            f"SELECT {row_keys.key_text(plpy, col, 't')} AS k, t.{q(col.source_column)} AS s, "
+            f"SELECT {row_keys.key_text(plpy, col, 't')} AS k, "
+            f"{columns.source_values(plpy, col, 't')}, {columns.has_source(plpy, col, 't')} AS hs, "
             f"t.{q(col.vector_column)} IS NOT NULL AS has_vector FROM {col.table} t "
             "JOIN pg_catalog.unnest($1::pg_catalog.text[]) AS v(k) "
             f"ON {row_keys.key_matches(plpy, col, 't', 'v.k')} "
@@ -174,8 +175,8 @@ def claim(plpy: Any, col: columns.Column, limit: int) -> tuple[list[dict[str, An
         ),
         [keys],
     )
-    todo = [dict(r) for r in rows if r["s"] is not None and not r["has_vector"]]
-    done = [r["k"] for r in rows if r["s"] is None or r["has_vector"]]
+    todo = [dict(r) for r in rows if r["hs"] and not r["has_vector"]]
+    done = [r["k"] for r in rows if not r["hs"] or r["has_vector"]]
     if len(rows) < len(keys):  # the rest are deleted, or locked by a writer (those stay)
         seen = {r["k"] for r in rows}
         missing = [k for k in keys if k not in seen]
