@@ -213,3 +213,20 @@ def test_search_over_the_column_with_a_type_filter(conn) -> None:
     both = conn.execute("SELECT row_key FROM clip_search_text('mm_search', 'a red circle', 6, "
                         "'features')").fetchall()
     assert [int(k) for k, in both] == [i for i, in exact]
+
+
+def test_readme_block_runs_as_written(new_conn) -> None:
+    """README.md's "One column, several sources" block, in a schema of its own."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### One column, several sources", 1)[1].split("\n### ", 1)[0]
+    block = section.split("```sql\n", 1)[1].split("```", 1)[0]
+    c = new_conn()
+    c.execute("DROP SCHEMA IF EXISTS readme_mm CASCADE")
+    c.execute("CREATE SCHEMA readme_mm")
+    c.execute("SET search_path = readme_mm, public")
+    rows = None
+    for statement in block.split(";")[:-1]:
+        rows = c.execute(statement).fetchall() if "SELECT" in statement else c.execute(statement)
+    assert rows == [(["img", "txt"], ["image", "text"])]
