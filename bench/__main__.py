@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cases, report
+from bench import cases, report, report_fusion, report_multimodal
 from bench.common import ROOT, TINY, VIT, cluster_url, connect, ensure_checkpoint, log, machine
 from bench.common import recreate_db as _recreate_db
 
 ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "omp", "search",
-             "parallel", "async", "partitions", "burst", "video", "families")
+             "parallel", "async", "partitions", "burst", "video", "families", "multimodal",
+             "fusion")
 # --quick: the sizes of the parallel, async and partitions cases for a smoke run
 QUICK = {"async_rows": 200, "async_seconds": 6.0, "partition_rows": 5000}
 
@@ -69,6 +70,17 @@ def main() -> None:
     ap.add_argument("--families", default="",
                     help="models of the families case (default: one per family, "
                          "tests/model_families.py)")
+    ap.add_argument("--multimodal-rows", type=int, default=100000,
+                    help="rows of each table of the multimodal case")
+    ap.add_argument("--multimodal-text-shares", default="0.5,0.05",
+                    help="share of text rows (the rest images), one table each")
+    ap.add_argument("--multimodal-gap", type=float, default=1.0,
+                    help="modality gap of the multimodal vectors (0: type independent of "
+                         "the vector)")
+    ap.add_argument("--multimodal-queries", type=int, default=50,
+                    help="queries per search direction of the multimodal case")
+    ap.add_argument("--fusion-products", type=int, default=480,
+                    help="products of the fusion case's generated shop")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes for the parallel, async and partitions cases: "
                          + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
@@ -118,6 +130,8 @@ def main() -> None:
     def save() -> None:
         results["duration_seconds"] = time.time() - started
         report.write(results, out_dir, args.name)
+        report_multimodal.append(results, out_dir, args.name)
+        report_fusion.append(results, out_dir, args.name)
 
     def run(name: str, fn: Any, *a: Any) -> None:
         t0 = time.time()
@@ -189,6 +203,16 @@ def main() -> None:
         fams = [m.strip() for m in args.families.split(",") if m.strip()] or \
             [f.model for f in FAMILIES]
         run("families", lambda: families(url, fams, args.reps))
+    if "multimodal" in selected:
+        from bench.multimodal import multimodal
+
+        shares = tuple(float(x) for x in args.multimodal_text_shares.split(",") if x.strip())
+        run("multimodal", lambda s: multimodal(url, s, shares, args.multimodal_gap,
+                                               args.multimodal_queries), args.multimodal_rows)
+    if "fusion" in selected:
+        from bench.fusion import fusion_case
+
+        run("fusion", lambda: fusion_case(base_url, args.fusion_products))
     save()
     log(f"done in {time.time() - started:.0f}s: {Path(out_dir, args.name)}.md / .json")
     print(json.dumps({"meets": report.targets(results)}, indent=1))

@@ -36,9 +36,10 @@ BEGIN
         -- regprocedure's text form is schema-qualified and quoted.
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %I', fn, role_name);
     END LOOP;
+    -- clip_fusion_gates: row-level security lets only a table's owner write its gate.
     EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.clip_columns, '
-                              '%I.clip_errors, %I.clip_queue TO %I',
-                              ext_schema, ext_schema, ext_schema, role_name);
+                              '%I.clip_errors, %I.clip_queue, %I.clip_fusion_gates TO %I',
+                              ext_schema, ext_schema, ext_schema, ext_schema, role_name);
     EXECUTE pg_catalog.format('GRANT SELECT ON %I.clip_status, %I.clip_config, '
                               '%I.clip_tag_vocabulary, %I.clip_tag_vocabulary_version, '
                               '%I.clip_model_backends TO %I',
