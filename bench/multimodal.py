@@ -103,7 +103,7 @@ def _sql(table: str, typ: str, strategy: str) -> str:
     where = f"type = '{typ}'" if strategy == PARTIAL else f"type = (SELECT text '{typ}')"
     inner = (f"SELECT id, features <=> %s::vector AS distance FROM {table} WHERE {where} "
              "ORDER BY distance LIMIT 10")
-    if strategy.endswith("relaxed_order"):  # rows may come slightly out of order: sort again
+    if "relaxed_order" in strategy:  # rows may come slightly out of order: sort them again
         return f"WITH r AS MATERIALIZED ({inner}) SELECT id FROM r ORDER BY distance"
     return inner
 
@@ -407,7 +407,9 @@ def conclusions(tables: dict[str, Any]) -> list[str]:
             e = st["exact"]
             if e:
                 text += f"; exact ({t['exact'][combo]['plan']}) {e['p50_ms']:.1f} ms"
-            lines.append(text + f". Fastest: {s['winner']}.")
+            if s["winner"]:
+                text += f". Fastest: {s['winner']} ({st[s['winner']]['p50_ms']:.1f} ms)"
+            lines.append(text + ".")
     return lines
 
 

@@ -113,3 +113,38 @@ def test_multilingual_finds_what_the_chinese_asks_for(cluster, db, samples) -> N
     tags = [ln.split("|")[1].strip() for ln in _section(out.stdout, "Tags from a Chinese")
             if ".png" in ln]
     assert tags and all(t.startswith("{红色,") for t in tags)
+
+
+def test_multimodal_table_one_column_from_two_sources(cluster, db, samples) -> None:
+    out = psql(cluster, "pgclip_test", "-v", f"samples={samples}",
+               "-f", str(EXAMPLES / "multimodal_table.sql"))
+    assert out.returncode == 0, out.stderr
+
+    def rows(title: str) -> list[list[str]]:
+        return [[c.strip() for c in ln.split("|")] for ln in _section(out.stdout, title)
+                if "|" in ln]
+
+    status = rows("Both sources embedded into the one column")
+    assert status == [["features", "{image_data,text_content}", "{image,text}", "49", "49",
+                       "0", "0"]]
+    assert rows("Rows per type") == [["image", "40", "40", "40", "0"],
+                                     ["text", "9", "9", "0", "9"]]
+    both = rows("A row with both sources")[0]
+    assert both[:2] == ["white_cross.png", "a white plus sign"]
+    assert float(both[2]) == 0 and float(both[3]) > 0.1  # the image's vector, not the text's
+    images = rows("Text -> image")
+    assert images[0][0] == "red_circle.png"
+    assert len(images) == 5 and all(r[0].endswith(".png") for r in images)
+    assert [float(r[1]) for r in images] == sorted((float(r[1]) for r in images), reverse=True)
+    texts = rows("Image -> text")
+    assert texts[0][0] == "a blue square" and len(texts) == 3
+    captions = {"a red circle", "a blue square", "a green triangle", "a yellow cross",
+                "a purple diamond", "an orange circle", "a white square",
+                "the minutes of the last board meeting", "a recipe for lemon cake"}
+    assert {r[0] for r in texts} <= captions  # only rows of type text
+    everything = rows("Search everything")
+    assert {r[0] for r in everything} == {"image", "text"}
+    assert everything[0][:2] == ["text", "a green triangle"]
+    assert ["image", "green_triangle.png"] in [r[:2] for r in everything]
+    plan = " ".join(_section(out.stdout, "The type filter is served by its partial index"))
+    assert "Index Scan using multimodal_data_image_idx" in plan

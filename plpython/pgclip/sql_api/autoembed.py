@@ -240,13 +240,14 @@ def _is_registered(plpy: Any, relid: int, vector_column: str) -> bool:
 
 
 def _has_index(plpy: Any, col: columns.Column) -> bool:
-    """Whether an index of the table has the vector column as its first key column."""
+    """Whether an index of the whole table (not a partial one) has the vector column as its
+    first key column."""
     plan = catalog.plan(
         plpy, "has_index",
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a "
         "ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid "
         "AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0] "
-        "WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
+        "WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indpred IS NULL "
         "AND a.attname OPERATOR(pg_catalog.=) $2) AS r", ["pg_catalog.int8", "pg_catalog.name"])
     return bool(plpy.execute(plan, [col.table_oid, col.vector_column])[0]["r"])
 
