@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cases, report, report_fusion, report_multimodal
+from bench import cases, report
 from bench.common import ROOT, TINY, VIT, cluster_url, connect, ensure_checkpoint, log, machine
 from bench.common import recreate_db as _recreate_db
 
@@ -130,8 +130,6 @@ def main() -> None:
     def save() -> None:
         results["duration_seconds"] = time.time() - started
         report.write(results, out_dir, args.name)
-        report_multimodal.append(results, out_dir, args.name)
-        report_fusion.append(results, out_dir, args.name)
 
     def run(name: str, fn: Any, *a: Any) -> None:
         t0 = time.time()

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import families, report_burst, report_scale, report_video
+from bench import (
+    families,
+    report_burst,
+    report_fusion,
+    report_multimodal,
+    report_scale,
+    report_video,
+)
 from bench.common import TINY, VIT
 
 
@@ -280,6 +287,8 @@ def markdown(res: dict[str, Any]) -> str:
     fam = c.get("families", {}).get("all")
     if _ok(fam):
         parts.append(families.markdown(fam))
+    parts.append(report_multimodal.markdown(c))
+    parts.append(report_fusion.markdown(c))
     return "".join(parts)
 
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 KINDS = ("visual", "text", "mixed", "all")
@@ -93,13 +91,3 @@ def markdown(c: dict[str, Any]) -> str:
         "| claim | measured | met |\n|---|---|---|\n" + claims + "\n"
     )
 
-
-def append(res: dict[str, Any], out_dir: Path, name: str) -> None:
-    """Add the section to ``<name>.md`` as bench/report.py wrote it."""
-    text = markdown(res.get("cases", {}))
-    if not text:
-        return
-    path = out_dir / f"{name}.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(path.read_text() + text)
-    os.replace(tmp, path)

@@ -6,8 +6,6 @@ wrote (called from bench/__main__.py's save).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from bench.multimodal import summary
@@ -112,13 +110,3 @@ def markdown(c: dict[str, Any]) -> str:
             parts.append(_section(size, r))
     return "".join(parts)
 
-
-def append(res: dict[str, Any], out_dir: Path, name: str) -> None:
-    """Add the section to ``<name>.md`` as bench/report.py wrote it."""
-    text = markdown(res.get("cases", {}))
-    if not text:
-        return
-    path = out_dir / f"{name}.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(path.read_text() + text)
-    os.replace(tmp, path)
