@@ -169,3 +169,9 @@ class AlreadyRegistered(PgclipError):
     """Something pgclip records once (a source of a vector column) was asked for again."""
 
     sqlstate = "42710"  # duplicate_object
+
+
+class UndefinedColumn(PgclipError):
+    """A column named in a call that the table does not have."""
+
+    sqlstate = "42703"  # undefined_column

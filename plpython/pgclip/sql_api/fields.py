@@ -25,17 +25,13 @@ from pgclip.errors import (
     InvalidParameter,
     NotInPrerequisiteState,
     NotRegistered,
-    PgclipError,
+    UndefinedColumn,
     UnsupportedTable,
     WrongType,
 )
 from pgclip.sql_api import catalog, row_keys, search, sql_errors
 
 Row = tuple[str, float, list[float]]
-
-
-class UndefinedColumn(PgclipError):
-    sqlstate = "42703"  # undefined_column
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pgclip import embedding, field_fusion, gates, registry, vectors
-from pgclip.errors import InvalidParameter, NoPrivilege, WrongType
+from pgclip.errors import InvalidParameter, NoPrivilege, UndefinedColumn, WrongType
 from pgclip.sql_api import (
     bound_model,
     catalog,
@@ -40,7 +40,7 @@ def _judgments(plpy: Any, relid: int) -> list[tuple[str, str, bool]]:
     for name in JUDGMENT_COLUMNS:
         col = catalog.column(plpy, relid, name)
         if col is None:
-            raise fields.UndefinedColumn(f'judgments table {table} has no column "{name}"',
+            raise UndefinedColumn(f'judgments table {table} has no column "{name}"',
                                          hint=_HINT)
         if name == "relevant" and col["typname"] != "bool":
             raise WrongType(f'column "relevant" of {table} is {col["type"]}, not boolean',
