@@ -180,16 +180,17 @@ def db_url(base: str, dbname: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + dbname
 
 
-def recreate_db(base_url: str, keep: bool = False) -> str:
-    """A fresh database for the run (``keep``: the existing one, when there is one)."""
+def recreate_db(base_url: str, keep: bool = False, name: str = BENCH_DB) -> str:
+    """A fresh database ``name`` with pgclip (``keep``: the existing one, when there is one).
+    Cases that must not share `make bench`'s database (it may be in use) pass their own."""
     with psycopg.connect(base_url, autocommit=True) as c:
         exists = c.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
-                           (BENCH_DB,)).fetchone()[0]
+                           (name,)).fetchone()[0]
         if exists and not keep:
-            c.execute(f"DROP DATABASE {BENCH_DB} WITH (FORCE)")
+            c.execute(f"DROP DATABASE {name} WITH (FORCE)")
         if not exists or not keep:
-            c.execute(f"CREATE DATABASE {BENCH_DB}")
-    url = db_url(base_url, BENCH_DB)
+            c.execute(f"CREATE DATABASE {name}")
+    url = db_url(base_url, name)
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS pgclip CASCADE")
     return url

@@ -34,10 +34,10 @@ from bench.common import (
     backend_stats,
     cluster_url,
     connect,
-    db_url,
     log,
     machine,
     median,
+    recreate_db,
     texts,
 )
 from tests import model_families
@@ -197,15 +197,6 @@ def markdown(r: dict[str, Any]) -> str:
         "| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|\n" + "\n".join(rows) + "\n")
 
 
-def _database(base_url: str) -> str:
-    """A database of its own (`make bench`'s pgclip_bench may be in use)."""
-    with psycopg.connect(base_url, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        c.execute(f"CREATE DATABASE {DB}")
-    url = db_url(base_url, DB)
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute("CREATE EXTENSION pgclip CASCADE")
-    return url
 
 
 def main() -> None:
@@ -221,7 +212,7 @@ def main() -> None:
     if unknown:
         ap.error(f"not in tests/model_families.py: {', '.join(sorted(unknown))}")
     started = time.time()
-    url = _database(args.url or cluster_url())
+    url = recreate_db(args.url or cluster_url(), name=DB)
     with connect(url) as conn:
         desc = machine(conn)
     result = families(url, models, args.reps)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from bench.common import ROOT, cluster_url, connect, db_url, log
+from bench.common import ROOT, cluster_url, connect, log, recreate_db
 from pgclip import field_fusion, shop
 
 DB = "pgclip_bench_fusion"
@@ -190,12 +190,7 @@ def run(conn: psycopg.Connection, products: int, seed: int, mixed: int | None,
 def fusion_case(base_url: str, products: int = 480, seed: int = 2026,
                 mixed: int | None = 48) -> dict[str, Any]:
     """The benchmark case, in its own database."""
-    with psycopg.connect(base_url, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        c.execute(f"CREATE DATABASE {DB}")
-    url = db_url(base_url, DB)
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute("CREATE EXTENSION pgclip CASCADE")
+    url = recreate_db(base_url, name=DB)
     log(f"fusion: a shop of {products} products (seed {seed})")
     with connect(url, "pgclip-tiny", **{"hnsw.ef_search": str(CANDIDATES)}) as conn:
         return run(conn, products, seed, mixed)

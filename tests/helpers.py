@@ -37,25 +37,31 @@ def decoded(data: bytes) -> Image.Image:
 
 
 @contextmanager
-def explained(conn: psycopg.Connection, *settings: str) -> Iterator[list[str]]:
-    """Within one transaction (with ``SET LOCAL`` of ``settings``), collect the EXPLAIN output
-    of every statement run, the statements inside functions too (auto_explain, as notices)."""
-    notices: list[str] = []
+def notices(conn: psycopg.Connection) -> Iterator[list[str]]:
+    """The primary message of every notice the server sends ``conn`` meanwhile."""
+    got: list[str] = []
 
     def on_notice(d: psycopg.errors.Diagnostic) -> None:
-        notices.append(d.message_primary or "")
+        got.append(d.message_primary or "")
 
     conn.add_notice_handler(on_notice)
     try:
-        with conn.transaction():
-            conn.execute("LOAD 'auto_explain'")
-            for setting in ("auto_explain.log_min_duration = 0",
-                            "auto_explain.log_nested_statements = on",
-                            "auto_explain.log_level = notice", *settings):
-                conn.execute(f"SET LOCAL {setting}")
-            yield notices
+        yield got
     finally:
         conn.remove_notice_handler(on_notice)
+
+
+@contextmanager
+def explained(conn: psycopg.Connection, *settings: str) -> Iterator[list[str]]:
+    """Within one transaction (with ``SET LOCAL`` of ``settings``), collect the EXPLAIN output
+    of every statement run, the statements inside functions too (auto_explain, as notices)."""
+    with notices(conn) as got, conn.transaction():
+        conn.execute("LOAD 'auto_explain'")
+        for setting in ("auto_explain.log_min_duration = 0",
+                        "auto_explain.log_nested_statements = on",
+                        "auto_explain.log_level = notice", *settings):
+            conn.execute(f"SET LOCAL {setting}")
+        yield got
 
 
 def pid(conn: psycopg.Connection) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from tests.helpers import decoded, generated
+from tests.helpers import decoded, generated, notices
 
 CAPTIONS = ["a red circle", "a blue square", "a green triangle"]
 
@@ -113,17 +113,9 @@ def test_the_second_source_keeps_the_columns_mode_and_says_so(conn, ref) -> None
     conn.execute("CREATE TABLE mm_keep (id int PRIMARY KEY, txt text, img bytea)")
     conn.execute("SELECT clip_auto_embed('mm_keep', 'img', 'image', vector_column => 'f', "
                  "mode => 'async', on_error => 'skip')")
-    notices: list[str] = []
-
-    def keep(d: psycopg.errors.Diagnostic) -> None:
-        notices.append(d.message_primary or "")
-
-    conn.add_notice_handler(keep)
-    try:
+    with notices(conn) as got:
         conn.execute("SELECT clip_auto_embed('mm_keep', 'txt', 'text', vector_column => 'f')")
-    finally:
-        conn.remove_notice_handler(keep)
-    assert any("keeps its mode 'async', on_error 'skip'" in n for n in notices), notices
+    assert any("keeps its mode 'async', on_error 'skip'" in n for n in got), got
     assert conn.execute("SELECT mode, on_error FROM clip_columns "
                         "WHERE table_oid = 'mm_keep'::regclass").fetchone() == ("async", "skip")
 

@@ -162,10 +162,9 @@ def auto_embed(
         s = current_settings(plpy)
         vector_column = vector_column or fit_name(source_column, "_embedding")
         if _is_registered(plpy, relid, vector_column):  # another source for it
-            col = columns.registered(plpy, relid, vector_column)
-            _add_source(plpy, col, source_column, modality, on_error, mode, vtype, s.model)
-            _fill(plpy, columns.registered(plpy, relid, vector_column), backfill_rows,
-                  create_index)
+            col = _add_source(plpy, columns.registered(plpy, relid, vector_column),
+                              source_column, modality, on_error, mode, vtype, s.model)
+            _fill(plpy, col, backfill_rows, create_index)
             return vector_column
         lm = current_model(s)
         tag = lm.key.pretrained or registry.DEFAULT_TAGS.get(lm.key.model, "")
@@ -253,10 +252,11 @@ def _has_index(plpy: Any, col: columns.Column) -> bool:
 
 
 def _add_source(plpy: Any, col: columns.Column, source_column: str, modality: str,
-                on_error: str, mode: str, vtype: str, model: str) -> None:
+                on_error: str, mode: str, vtype: str, model: str) -> columns.Column:
     """clip_auto_embed on a vector column that is auto-embedded already: the source becomes
     the column's last one (a row's vector comes from its first non-NULL source). The column
-    keeps its model, mode, on_error and type; a NOTICE says when the call asked for others."""
+    keeps its model, mode, on_error and type; a NOTICE says when the call asked for others.
+    Returns the column with its new source."""
     if any(c == source_column for c, _ in col.sources):
         raise AlreadyRegistered(
             f'{col.table}.{col.vector_column} is already auto-embedded from "{source_column}"',
@@ -288,8 +288,10 @@ def _add_source(plpy: Any, col: columns.Column, source_column: str, modality: st
         [col.table_oid, col.vector_column, source_column, modality],
     )
     partitions.drop_triggers(plpy, col)  # their arguments name the sources
-    partitions.install_triggers(plpy, columns.registered(plpy, col.table_oid, col.vector_column))
     catalog.forget_plans()
+    col = columns.registered(plpy, col.table_oid, col.vector_column)
+    partitions.install_triggers(plpy, col)
+    return col
 
 
 def set_mode(plpy: Any, relid: int, mode: str, vector_column: str | None) -> None:
