@@ -70,6 +70,26 @@ def test_three_sessions_embed_each_row_once(conn, new_conn) -> None:
                         ).fetchone()[0] == 0
 
 
+def test_three_sessions_log_each_failing_row_once(conn, new_conn) -> None:
+    """A row another session has just logged as failed (no vector: the row itself is not
+    updated) is not claimed again: the lock's recheck sees only the row, so the claim reads
+    clip_errors again. Once, the 2nd of two sessions re-embedded such a row: a batch of 19
+    new rows and the failure logged twice (attempts = 2)."""
+    conn.execute("DROP TABLE IF EXISTS par_bad")
+    conn.execute("CREATE TABLE par_bad (id int PRIMARY KEY, image bytea)")
+    # Undecodable images fail fast, so batches commit often and the window is wide.
+    conn.execute("INSERT INTO par_bad SELECT g, '\\x89504e470d0a1a0a00'::bytea || "
+                 "int4send(g) FROM generate_series(1, 600) g")
+    conn.execute("SELECT clip_auto_embed('par_bad', 'image', 'image', on_error => 'skip', "
+                 "backfill => false)")
+    sessions = [new_conn() for _ in range(3)]
+    errors = run_together(sessions, "CALL clip_backfill('par_bad', batch_size => 3)")
+    assert not errors, errors
+    assert conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE attempts = 1) FROM clip_errors "
+        "WHERE table_oid = 'par_bad'::regclass").fetchone() == (600, 600)
+
+
 def test_rows_held_by_another_session_are_skipped_not_waited_for(conn, new_conn, db) -> None:
     texts_table(conn, "par_skip", 100)
     holder = psycopg.connect(db)

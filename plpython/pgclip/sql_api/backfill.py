@@ -57,6 +57,27 @@ def in_transaction(plpy: Any, col: columns.Column) -> None:
         last = rows[len(rows) - 1]["k"]
 
 
+def _claim(plpy: Any, plans: list[Any], col: columns.Column, last: str | None, take: int,
+           run_start: str, retry_failed: bool) -> tuple[list[Any], str | None]:
+    """Claim up to ``take`` pending rows after key ``last``: (the rows, the last key passed,
+    None when there was none). A row another session committed an error row for after this
+    statement's snapshot passes the lock's recheck (which sees only the row itself, not
+    clip_errors), so logged rows are dropped with a fresh snapshot and the batch topped up:
+    each row is embedded once and batches stay whole."""
+    claimed: list[Any] = []
+    seen, found = last, False
+    while len(claimed) < take:
+        rows = plpy.execute(plans[seen is not None], [seen, col.table_oid, col.vector_column,
+                                                      take - len(claimed), run_start])
+        if not rows:
+            break
+        seen, found = rows[len(rows) - 1]["k"], True
+        logged = row_errors.logged_keys(plpy, col, [r["k"] for r in rows],
+                                        since=run_start if retry_failed else None)
+        claimed.extend(r for r in rows if r["k"] not in logged)
+    return claimed, seen if found else None
+
+
 def backfill(
     plpy: Any,
     relid: int,
@@ -93,16 +114,17 @@ def backfill(
         with sql_errors(plpy):
             catalog.pin_transaction(plpy)
             take = size if max_rows is None else min(size, max_rows - done - failed)
-            rows = plpy.execute(plans[last is not None],
-                                [last, col.table_oid, col.vector_column, take, run_start])
-            if not rows:
+            rows, seen = _claim(plpy, plans, col, last, take, run_start, retry_failed)
+            if seen is None:
                 if last is None or swept:
                     break
                 last, swept = None, True  # rows locked when we passed them: once more
                 continue
-            ok, bad = columns.embed_rows(plpy, col, list(rows), policy, clear=retry_failed)
+            last = seen
+            if not rows:
+                continue
+            ok, bad = columns.embed_rows(plpy, col, rows, policy, clear=retry_failed)
             queue.take_out(plpy, col, [r["k"] for r in rows])
-            last = rows[len(rows) - 1]["k"]
             done += ok
             failed += len(bad)
         plpy.commit()  # keep the work done so far if we are stopped later

@@ -50,6 +50,23 @@ def clear(plpy: Any, col: Column, keys: list[str]) -> None:
     plpy.execute(plan, [col.table_oid, col.vector_column, keys])
 
 
+def logged_keys(plpy: Any, col: Column, keys: list[str], since: str | None) -> set[str]:
+    """Which of ``keys`` clip_errors logs (with ``since``: at or after that timestamp), seen
+    with this statement's snapshot."""
+    schema = catalog.extension_schema(plpy)
+    plan = catalog.plan(
+        plpy,
+        ("logged_keys", schema),
+        f"SELECT row_key FROM {schema}.clip_errors WHERE table_oid OPERATOR(pg_catalog.=) "
+        "$1::pg_catalog.oid AND vector_column OPERATOR(pg_catalog.=) $2 "
+        "AND row_key OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]) "
+        "AND failed_at OPERATOR(pg_catalog.>=) $4",
+        ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.text[]", "pg_catalog.timestamptz"],
+    )
+    rows = plpy.execute(plan, [col.table_oid, col.vector_column, keys, since or "-infinity"])
+    return {r["row_key"] for r in rows}
+
+
 def not_logged(plpy: Any, col: Column, alias: str, oid: str = "$1", name: str = "$2",
                since: str | None = None) -> str:
     """SQL predicate: row ``alias`` has no row in clip_errors (with ``since``: none logged at
