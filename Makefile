@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 MAKEFLAGS += --no-print-directory
 
-.PHONY: setup install install-upgrade-source start stop psql demo test test-core unit tiny-model tiny-multilingual bench fuzz lint clean
+.PHONY: setup install install-upgrade-source start stop psql demo gallery test test-core unit tiny-model tiny-multilingual bench fuzz lint clean
 
 setup:  ## system packages, pgvector, venv
 	@PGCLIP_VENV=$(VENV) bash scripts/setup.sh
@@ -35,12 +35,16 @@ psql: start
 demo: start  ## sample images, text->image search
 	@$(PY) scripts/demo.py "$$(bash scripts/cluster.sh url)"
 
+gallery: $(if $(GALLERY_DB_URL),setup,start)  ## the gallery page on the embedded cluster (GALLERY_DB_URL=...: another database); prints its URL last
+	@bash scripts/gallery.sh serve
+
 # The core subset: install, embedding, auto-embed, search, extension and major-version upgrades.
 CORE_TESTS := tests/extension/test_build_sql.py tests/extension/test_embed.py \
 	tests/extension/test_auto_embed.py tests/extension/test_search.py \
 	tests/extension/test_upgrade.py tests/extension/test_major_upgrade.py
 
 test: lint install install-upgrade-source  ## lint, then the whole suite against real PostgreSQL clusters the tests start (PG=18: on 18)
+	@bash scripts/gallery.sh setup --test
 	@bash scripts/test.sh $(PYTEST_ARGS)
 
 test-core: lint install install-upgrade-source  ## the core subset (CORE_TESTS); make test-core PG=17
@@ -66,7 +70,7 @@ tiny-multilingual: setup  ## retrain pgclip-tiny-multilingual (tokenizer + model
 	@cd plpython && HF_HUB_OFFLINE=1 $(PY) -m pgclip.train_multilingual
 
 lint: setup  ## ruff (ruff.toml) and the release rules of extension/releases.toml
-	@$(VENV)/bin/ruff check --quiet plpython tests bench scripts fuzz extension
+	@$(VENV)/bin/ruff check --quiet plpython tests bench scripts fuzz extension gallery
 	@$(PY) extension/build_sql.py --check
 	@echo "[lint] clean"
 

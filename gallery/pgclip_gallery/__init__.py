@@ -1,0 +1,1 @@
+"""pgclip's gallery: a small web page over pgclip's SQL API (``make gallery``)."""
