@@ -3,6 +3,8 @@ like these" from a basket kept in a signed cookie."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Flask, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
@@ -73,4 +75,8 @@ def register(app: Flask) -> None:
         elif action == "empty":
             keys = []
         session["basket"] = keys
-        return redirect(url_for("shop", t=request.form.get("t") or None))
+        # Back to the shop page the button was on (its search kept); only ever a shop page.
+        back = request.form.get("back", "")
+        parts = urlsplit(back)
+        same_site = not parts.scheme and not parts.netloc and parts.path == url_for("shop")
+        return redirect(back if same_site else url_for("shop"))

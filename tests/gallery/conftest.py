@@ -4,6 +4,7 @@ a real server (waitress) on a free port."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -61,6 +62,7 @@ def server(app) -> Iterator[str]:
     """The app behind a real HTTP server; its base URL."""
     import waitress
 
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" notes
     srv = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()

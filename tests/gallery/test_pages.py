@@ -113,6 +113,11 @@ def test_shop_basket(client) -> None:
     r = client.get("/shop")
     more = re.search(r'id="more">(.*)</div>', r.text, re.S).group(1)
     assert "SKU-PURPLE_SQUARE" not in more and labels(more)
+    for back, to in [("/shop?q=red&mode=title", "/shop?q=red&mode=title"),
+                     ("//elsewhere.example/shop", "/shop"), ("https://x.example/shop", "/shop"),
+                     ("/photo?key=1", "/shop")]:
+        r = client.post("/shop/basket", data={"key": "SKU-RED_SQUARE", "back": back})
+        assert r.status_code == 302 and r.headers["Location"] == to
     assert client.get("/shop?mode=nope&q=x").status_code == 400
 
 
