@@ -33,8 +33,8 @@ case "${1:-}" in
     if [ -z "$url" ]; then
       admin=$(bash scripts/cluster.sh url)
       PSQL="$(${PG_CONFIG:-pg_config} --bindir)/psql"
-      # The demo data (first time), the page's role; its URL is the last line printed.
-      url=$("$VENV/bin/python" -m pgclip_gallery.demo --psql "$PSQL" "$admin" | tee /dev/stderr | tail -1)
+      # The demo data (first time) and the page's role, whose URL it prints.
+      url=$("$VENV/bin/python" -m pgclip_gallery.demo --psql "$PSQL" "$admin")
     fi
     exec "$VENV/bin/python" -m pgclip_gallery --database-url "$url" \
       --host "${GALLERY_HOST:-127.0.0.1}" --port "${GALLERY_PORT:-8765}" ;;

@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+import time
 
 import waitress
+from flask import Flask
 
 from pgclip_gallery.app import create_app
+
+
+def warm_up(app: Flask, timeout: float = 600.0) -> None:
+    """Wait until every session is open and has loaded the model (app._configure), so that
+    no visitor waits for a model load."""
+    start = time.monotonic()
+    app.extensions["pgclip_gallery"].pool.wait(timeout)
+    print(f"[gallery] sessions ready, model loaded, in {time.monotonic() - start:.1f} s",
+          file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="database sessions (each loads the model once, in PostgreSQL)")
     args = p.parse_args(argv)
     app = create_app(args.database_url, pool_size=args.sessions)
+    warm_up(app)
     logging.getLogger("waitress").setLevel(logging.WARNING)
     server = waitress.create_server(app, host=args.host, port=args.port,
                                     threads=max(4, args.sessions * 2))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from flask import Flask, Response, g, render_template, request
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -44,8 +45,21 @@ def gallery() -> Gallery:
 
 
 def _configure(conn: psycopg.Connection) -> None:
+    """Each new session loads the album's model before it serves a page: the pool hands
+    sessions out in turn, and a cold one would make some visitor wait for the load."""
     conn.execute("SET application_name = 'pgclip-gallery'")
     conn.execute("SET statement_timeout = '60s'")
+    try:
+        cat = catalog.load(conn)
+    except LookupError:
+        return  # no pgclip here: every page says so
+    col = cat.default("image")
+    if col is not None:
+        from pgclip_gallery import queries
+        with conn.transaction():
+            queries.with_model(conn, col)
+            conn.execute(sql.SQL("SELECT {}.clip_embed_text('warm-up')").format(
+                sql.Identifier(cat.schema)))
 
 
 class PageError(Exception):
@@ -65,8 +79,10 @@ def create_app(dsn: str, pool_size: int = 4, max_upload: int = uploads.MAX_BYTES
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
     )
-    pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=True, configure=_configure,
-                          kwargs={"autocommit": True}, name="pgclip-gallery")
+    # A fixed number of sessions, opened (and warmed) at the start, in the background.
+    pool = ConnectionPool(dsn, min_size=pool_size, max_size=pool_size, open=True,
+                          configure=_configure, kwargs={"autocommit": True},
+                          name="pgclip-gallery")
     app.extensions["pgclip_gallery"] = Gallery(pool)
 
     from pgclip_gallery import media, shop, views

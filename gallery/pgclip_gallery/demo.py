@@ -5,7 +5,8 @@
   them. Run as a superuser: the examples read the sample files with pg_read_binary_file.
 - Creates the page's own role, ``pgclip_gallery`` (LOGIN, nothing else), and grants it what
   the page needs: pgclip's functions (clip_grant_usage) and SELECT on the tables it shows.
-- Prints the URL the page connects with (the admin URL, as that role) last.
+- Prints the URL the page connects with (the admin URL, as that role) on stdout; what it
+  did goes to stderr.
 
 This runs once, before the page starts, in its own process: the page itself only connects."""
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     loaded = load_missing(args.admin_url, args.samples, args.psql)
     print(f"[gallery] demo tables loaded: {', '.join(loaded)}" if loaded
-          else "[gallery] demo tables present")
+          else "[gallery] demo tables present", file=sys.stderr)
     print(grant_role(args.admin_url), flush=True)
 
 

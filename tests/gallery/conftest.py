@@ -40,6 +40,12 @@ def gallery_db(make_db, shared_tmp: Path) -> GalleryDb:
 
 
 @pytest.fixture(scope="session")
+def gallery_dsn(cluster):
+    """The gallery database's DSN for another user."""
+    return lambda user: cluster.dsn("pgclip_gallery", user=user)
+
+
+@pytest.fixture(scope="session")
 def app(gallery_db: GalleryDb):
     application = create_app(gallery_db.role, pool_size=2)
     yield application
