@@ -4,6 +4,8 @@ the videos page."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Flask, Response, request
 from PIL import Image
 
@@ -37,6 +39,13 @@ def _any_column(cat: Catalog) -> Column:
     return col
 
 
+def _stored(column: Callable[[Catalog], Column]) -> bytes | None:
+    """The source bytes of row ``key`` of the request's table (None: no such row)."""
+    with gallery().pool.connection() as conn:
+        col = column(gallery().catalog(conn))
+        return queries.source_bytes(conn, col, request.args.get("key", ""))
+
+
 def register(app: Flask) -> None:
     @app.get("/thumb")
     def thumb() -> Response:
@@ -63,10 +72,7 @@ def register(app: Flask) -> None:
 
     @app.get("/image")
     def image() -> Response:
-        key = request.args.get("key", "")
-        with gallery().pool.connection() as conn:
-            col = _any_column(gallery().catalog(conn))
-            data = queries.source_bytes(conn, col, key)
+        data = _stored(_any_column)
         kind = _TYPES.get(uploads.image_format(data or b"") or "")
         if data is None or kind is None:  # never served as anything but a known image type
             raise PageError("No such photo.", 404)
@@ -76,10 +82,7 @@ def register(app: Flask) -> None:
 
     @app.get("/video")
     def video() -> Response:
-        key = request.args.get("key", "")
-        with gallery().pool.connection() as conn:
-            col = _column(gallery().catalog(conn), "video")
-            data = queries.source_bytes(conn, col, key)
+        data = _stored(lambda cat: _column(cat, "video"))
         if data is None:
             raise PageError("No such video.", 404)
         resp = Response(data, mimetype="video/mp4")

@@ -45,6 +45,12 @@ def _join(col: Column) -> sql.Composable:
         col.ident, sql.Identifier(col.key_column))
 
 
+def _by_key(col: Column, alias: str = "t") -> sql.Composable:
+    """Row ``alias`` is the one whose key, as text, is the query's parameter."""
+    return sql.SQL("{}.{}::pg_catalog.text OPERATOR(pg_catalog.=) %s").format(
+        sql.Identifier(alias), sql.Identifier(col.key_column))
+
+
 def _regclass(conn: psycopg.Connection, col: Column) -> str:
     return col.ident.as_string(conn)
 
@@ -113,10 +119,9 @@ def row(conn: psycopg.Connection, col: Column, key: str) -> dict | None:
     """A row's label and tags (when the column has a tags column)."""
     tags = (sql.SQL("t.{}").format(sql.Identifier(col.tags_column)) if col.tags_column
             else sql.SQL("NULL::pg_catalog.text[]"))
-    query = sql.SQL("SELECT {label}, {tags}, t.{vec} IS NOT NULL FROM {tbl} t "
-                    "WHERE t.{key}::pg_catalog.text OPERATOR(pg_catalog.=) %s").format(
-        label=_label(col), tags=tags, vec=sql.Identifier(col.vector_column), tbl=col.ident,
-        key=sql.Identifier(col.key_column))
+    query = sql.SQL("SELECT {label}, {tags}, t.{vec} IS NOT NULL FROM {tbl} t WHERE {where}"
+                    ).format(label=_label(col), tags=tags, vec=sql.Identifier(col.vector_column),
+                             tbl=col.ident, where=_by_key(col))
     r = conn.execute(query, [key]).fetchone()
     return None if r is None else {"label": r[0], "tags": r[1] or [], "embedded": r[2]}
 
@@ -125,10 +130,9 @@ def classify(conn: psycopg.Connection, cat: Catalog, col: Column, key: str,
              labels: list[str]) -> list[tuple[str, float]]:
     """Zero-shot labels of row ``key`` for ``labels``, most probable first."""
     query = sql.SQL("SELECT c.label, c.probability FROM {tbl} t, {fn}(t.{vec}, %s) c "
-                    "WHERE t.{key}::pg_catalog.text OPERATOR(pg_catalog.=) %s "
-                    "ORDER BY c.probability DESC, c.label").format(
+                    "WHERE {where} ORDER BY c.probability DESC, c.label").format(
         tbl=col.ident, fn=_fn(cat, "clip_classify"), vec=sql.Identifier(col.vector_column),
-        key=sql.Identifier(col.key_column))
+        where=_by_key(col))
     with conn.transaction():
         with_model(conn, col)
         return [(r[0], r[1]) for r in conn.execute(query, [labels, key]).fetchall()]
@@ -237,18 +241,19 @@ def search_video(conn: psycopg.Connection, cat: Catalog, col: Column, query: str
     return [Moment(*r) for r in rows.fetchall()]
 
 
-def source_digest(conn: psycopg.Connection, col: Column, key: str) -> str | None:
-    """md5 of a row's source bytes (a thumbnail's cache key and ETag), without fetching them."""
-    query = sql.SQL("SELECT pg_catalog.md5(t.{src}) FROM {tbl} t "
-                    "WHERE t.{key}::pg_catalog.text OPERATOR(pg_catalog.=) %s").format(
-        src=sql.Identifier(col.source_column), tbl=col.ident, key=sql.Identifier(col.key_column))
+def _source(conn: psycopg.Connection, col: Column, key: str, expr: str) -> object | None:
+    """``expr`` (of the row's source, ``s``) for row ``key``; None when there is no such row."""
+    query = sql.SQL("SELECT " + expr + " FROM {tbl} t WHERE {where}").format(
+        s=sql.SQL("t.{}").format(sql.Identifier(col.source_column)), tbl=col.ident,
+        where=_by_key(col))
     r = conn.execute(query, [key]).fetchone()
     return None if r is None else r[0]
+
+
+def source_digest(conn: psycopg.Connection, col: Column, key: str) -> str | None:
+    """md5 of a row's source bytes (a thumbnail's cache key and ETag), without fetching them."""
+    return _source(conn, col, key, "pg_catalog.md5({s})")
 
 
 def source_bytes(conn: psycopg.Connection, col: Column, key: str) -> bytes | None:
-    query = sql.SQL("SELECT t.{src} FROM {tbl} t "
-                    "WHERE t.{key}::pg_catalog.text OPERATOR(pg_catalog.=) %s").format(
-        src=sql.Identifier(col.source_column), tbl=col.ident, key=sql.Identifier(col.key_column))
-    r = conn.execute(query, [key]).fetchone()
-    return None if r is None else r[0]
+    return _source(conn, col, key, "{s}")
