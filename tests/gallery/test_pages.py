@@ -152,3 +152,29 @@ print(sorted(m for m in ("torch", "open_clip", "numpy", "pgclip") if m in sys.mo
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_status_follows_a_worker_draining_an_async_column(client, admin, gallery_db) -> None:
+    """status.json (what the status page's bars read every second): queued rows go down and
+    embedded rows up as clip_worker commits its batches."""
+    admin.execute("DROP TABLE IF EXISTS gallery_async")
+    admin.execute("CREATE TABLE gallery_async (id int PRIMARY KEY, image bytea)")
+    admin.execute("SELECT clip_auto_embed('gallery_async', 'image', 'image', mode => 'async')")
+    admin.execute("GRANT SELECT ON gallery_async TO pgclip_gallery")
+    png = (gallery_db.samples / "red_circle.png").read_bytes()
+    with admin.cursor() as cur:
+        cur.executemany("INSERT INTO gallery_async VALUES (%s, %s)", [(i, png) for i in range(30)])
+
+    def row() -> tuple[int, int, int]:
+        r = next(x for x in client.get("/status.json").json if x["table"] == "gallery_async")
+        return r["total"], r["embedded"], r["queued"]
+
+    try:
+        assert row() == (30, 0, 30)
+        admin.execute("CALL clip_worker('gallery_async', max_rows => 10, batch_size => 5)")
+        assert row() == (30, 10, 20)
+        admin.execute("CALL clip_worker('gallery_async')")
+        assert row() == (30, 30, 0)
+        assert 'data-id="gallery_async.image_embedding"' in client.get("/status").text
+    finally:
+        admin.execute("DROP TABLE gallery_async")
