@@ -20,7 +20,7 @@ from bench.common import recreate_db as _recreate_db
 
 ALL_CASES = ("throughput", "overhead", "cold", "memory", "precision", "omp", "search",
              "parallel", "async", "partitions", "burst", "video", "families", "multimodal",
-             "fusion")
+             "fusion", "gallery")
 # --quick: the sizes of the parallel, async and partitions cases for a smoke run
 QUICK = {"async_rows": 200, "async_seconds": 6.0, "partition_rows": 5000}
 
@@ -81,6 +81,10 @@ def main() -> None:
                     help="queries per search direction of the multimodal case")
     ap.add_argument("--fusion-products", type=int, default=480,
                     help="products of the fusion case's generated shop")
+    ap.add_argument("--gallery-photos", type=int, default=10000,
+                    help="generated photos of the gallery case's second dataset")
+    ap.add_argument("--gallery-reps", type=int, default=20,
+                    help="repetitions of every page of the gallery case")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes for the parallel, async and partitions cases: "
                          + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
@@ -211,6 +215,10 @@ def main() -> None:
         from bench.fusion import fusion_case
 
         run("fusion", lambda: fusion_case(base_url, args.fusion_products))
+    if "gallery" in selected:
+        from bench.gallery import gallery_case
+
+        run("gallery", lambda: gallery_case(base_url, args.gallery_photos, args.gallery_reps))
     save()
     log(f"done in {time.time() - started:.0f}s: {Path(out_dir, args.name)}.md / .json")
     print(json.dumps({"meets": report.targets(results)}, indent=1))

@@ -13,6 +13,7 @@ from bench import (
     families,
     report_burst,
     report_fusion,
+    report_gallery,
     report_multimodal,
     report_scale,
     report_video,
@@ -289,6 +290,7 @@ def markdown(res: dict[str, Any]) -> str:
         parts.append(families.markdown(fam))
     parts.append(report_multimodal.markdown(c))
     parts.append(report_fusion.markdown(c))
+    parts.append(report_gallery.markdown(c))
     return "".join(parts)
 
 
