@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 
+import psycopg
 import waitress
 from flask import Flask
 
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sessions", type=int, default=2,
                    help="database sessions (each loads the model once, in PostgreSQL)")
     args = p.parse_args(argv)
+    try:  # fail now, with libpq's reason, rather than have the pool retry for ever
+        psycopg.connect(args.database_url, connect_timeout=10).close()
+    except psycopg.Error as e:
+        sys.exit(f"[gallery] cannot connect to the database: {e}")
     app = create_app(args.database_url, pool_size=args.sessions)
     warm_up(app)
     logging.getLogger("waitress").setLevel(logging.WARNING)

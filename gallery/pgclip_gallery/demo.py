@@ -52,8 +52,10 @@ def load_missing(url: str, samples: Path, psql: str = "psql") -> list[str]:
     if missing:
         write_samples(samples)
     for table in missing:
-        subprocess.run([psql, "-X", "-q", "-o", "/dev/null", "-v", f"samples={samples}",
-                        "-d", url, "-f", str(EXAMPLES / DEMO[table])], check=True)
+        # Its output (echo headings, results) is not ours to print: stdout is the URL.
+        subprocess.run([psql, "-X", "-q", "-v", f"samples={samples}", "-d", url,
+                        "-f", str(EXAMPLES / DEMO[table])], check=True,
+                       stdout=subprocess.DEVNULL)
     return missing
 
 
