@@ -171,6 +171,14 @@ def texts(n: int, tag: str) -> list[str]:
 
 # --- the database ---------------------------------------------------------------------------
 
+def standalone(name: str, out: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """A case run on its own (python -m bench.<case>): its report on stdout, its numbers in
+    .pgclip/bench/<name>-last.json."""
+    print(markdown(out))
+    STATE.mkdir(parents=True, exist_ok=True)
+    (STATE / f"{name}-last.json").write_text(json.dumps(out, indent=1))
+
+
 def cluster_url() -> str:
     return subprocess.check_output(["bash", str(ROOT / "scripts" / "cluster.sh"), "url"],
                                    text=True).strip()

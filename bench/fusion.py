@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from bench.common import ROOT, cluster_url, connect, log, recreate_db
+from bench.common import cluster_url, connect, log, recreate_db, standalone
 from pgclip import field_fusion, shop
 
 DB = "pgclip_bench_fusion"
@@ -205,9 +204,7 @@ def main() -> None:
     out = fusion_case(cluster_url(), args.products, args.seed)
     from bench.report_fusion import markdown
 
-    print(markdown(out))
-    (ROOT / ".pgclip" / "bench").mkdir(parents=True, exist_ok=True)
-    (ROOT / ".pgclip" / "bench" / "fusion-last.json").write_text(json.dumps(out, indent=1))
+    standalone("fusion", out, markdown)
 
 
 if __name__ == "__main__":
