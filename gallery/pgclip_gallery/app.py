@@ -80,9 +80,10 @@ def create_app(dsn: str, pool_size: int = 4, max_upload: int = uploads.MAX_BYTES
         SESSION_COOKIE_HTTPONLY=True,
     )
     # A fixed number of sessions, opened (and warmed) at the start, in the background.
+    # Kept for a week, not psycopg_pool's hour: a new session loads the model again.
     pool = ConnectionPool(dsn, min_size=pool_size, max_size=pool_size, open=True,
                           configure=_configure, kwargs={"autocommit": True},
-                          name="pgclip-gallery")
+                          max_lifetime=7 * 86400.0, name="pgclip-gallery")
     app.extensions["pgclip_gallery"] = Gallery(pool)
 
     from pgclip_gallery import media, shop, views

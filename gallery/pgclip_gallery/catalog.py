@@ -23,6 +23,7 @@ class Column:
     vector_column: str
     source_column: str
     modality: str  # image, text or video
+    key_type: str  # the key column's type, as format_type spells it (keys arrive as text)
     model: str
     pretrained: str
     label_column: str | None = None  # what a result is called on the page (else its key)
@@ -37,11 +38,20 @@ class Column:
     def ident(self) -> sql.Composable:
         return sql.Identifier(self.schema, self.table)
 
+    @property
+    def key_cast(self) -> sql.Composable:
+        """``::<key type>``: a text key compared in the key's own type, so that the key's
+        index serves the lookup (format_type's spelling, from the catalog: valid SQL)."""
+        return sql.SQL("::" + self.key_type)
+
 
 # The columns of tables the current role may SELECT, in a stable order. Tags columns come
 # from pgclip's tagging triggers (arguments: vector column, tags column, ...).
 _COLUMNS = """
 SELECT n.nspname, c.relname, r.key_column, r.vector_column, r.source_column, r.modality,
+       (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
+           AND a.attname OPERATOR(pg_catalog.=) r.key_column),
        r.model, r.pretrained,
        (SELECT a.attname FROM pg_catalog.pg_attribute a
          WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND NOT a.attisdropped
@@ -82,7 +92,7 @@ def extension_schema(conn: psycopg.Connection, extension: str = "pgclip") -> str
 def columns(conn: psycopg.Connection, schema: str) -> list[Column]:
     query = sql.SQL(_COLUMNS).format(registry=sql.Identifier(schema, "clip_columns"),
                                      labels=sql.Literal(LABELS) + sql.SQL("::pg_catalog.name[]"))
-    return [Column(*r[:8], label_column=r[8], tags_column=r[9] or None)
+    return [Column(*r[:9], label_column=r[9], tags_column=r[10] or None)
             for r in conn.execute(query).fetchall()]
 
 

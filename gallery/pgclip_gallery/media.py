@@ -1,6 +1,6 @@
 """Bytes for the page: thumbnails and photos from the stored ``bytea`` (thumbnails cached by
-the bytes' md5, with ETags), videos with HTTP ranges so a player can start at a moment, and
-the videos page."""
+row version, which is also their ETag), videos with HTTP ranges so a player can start at a
+moment, and the videos page."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def register(app: Flask) -> None:
         g = gallery()
         with g.pool.connection() as conn:
             col = _any_column(g.catalog(conn))
-            digest = queries.source_digest(conn, col, key)
+            digest = queries.source_version(conn, col, key)
             if digest is None:
                 raise PageError("No such photo.", 404)
             if request.if_none_match.contains(digest):

@@ -5,6 +5,7 @@ Every embedding happens in PostgreSQL: the page sends text and image bytes, neve
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import psycopg
@@ -41,14 +42,17 @@ def _label(col: Column) -> sql.Composable:
 
 def _join(col: Column) -> sql.Composable:
     """The table, aliased t, joined to results ``s`` on their text row keys."""
-    return sql.SQL("JOIN {} t ON t.{}::pg_catalog.text OPERATOR(pg_catalog.=) s.row_key").format(
-        col.ident, sql.Identifier(col.key_column))
+    return sql.SQL("JOIN {} t ON t.{} OPERATOR(pg_catalog.=) s.row_key{}").format(
+        col.ident, sql.Identifier(col.key_column), col.key_cast)
 
 
-def _by_key(col: Column, alias: str = "t") -> sql.Composable:
-    """Row ``alias`` is the one whose key, as text, is the query's parameter."""
-    return sql.SQL("{}.{}::pg_catalog.text OPERATOR(pg_catalog.=) %s").format(
-        sql.Identifier(alias), sql.Identifier(col.key_column))
+def _by_key(col: Column, alias: str = "t", many: bool = False) -> sql.Composable:
+    """Row ``alias`` is the one whose key is the query's text parameter (``many``: one of
+    the keys of a text[] parameter), compared in the key's type so its index is used."""
+    param = (sql.SQL("ANY (%s::pg_catalog.text[]{}[])") if many
+             else sql.SQL("%s::pg_catalog.text{}")).format(col.key_cast)
+    return sql.SQL("{}.{} OPERATOR(pg_catalog.=) {}").format(
+        sql.Identifier(alias), sql.Identifier(col.key_column), param)
 
 
 def _regclass(conn: psycopg.Connection, col: Column) -> str:
@@ -94,6 +98,9 @@ def search_fused(conn: psycopg.Connection, cat: Catalog, col: Column, image: byt
         text=_fn(cat, "clip_embed_text"))
     with conn.transaction():
         with_model(conn, col)
+        # An HNSW scan returns at most ef_search rows (40 by default): k of them needs k.
+        conn.execute("SELECT pg_catalog.set_config('hnsw.ef_search', %s, true)",
+                     (str(max(40, k)),))
         rows = conn.execute(query, [image, text, text_weight, k]).fetchall()
     return [Hit(*r) for r in rows]
 
@@ -122,7 +129,10 @@ def row(conn: psycopg.Connection, col: Column, key: str) -> dict | None:
     query = sql.SQL("SELECT {label}, {tags}, t.{vec} IS NOT NULL FROM {tbl} t WHERE {where}"
                     ).format(label=_label(col), tags=tags, vec=sql.Identifier(col.vector_column),
                              tbl=col.ident, where=_by_key(col))
-    r = conn.execute(query, [key]).fetchone()
+    try:
+        r = conn.execute(query, [key]).fetchone()
+    except psycopg.DataError:  # a key that is no value of the key's type
+        return None
     return None if r is None else {"label": r[0], "tags": r[1] or [], "embedded": r[2]}
 
 
@@ -181,10 +191,13 @@ def duplicate_groups(conn: psycopg.Connection, cat: Catalog, col: Column,
 
 
 def _labels(conn: psycopg.Connection, col: Column, keys: list[str]) -> dict[str, str]:
-    query = sql.SQL("SELECT t.{key}::pg_catalog.text, {label} FROM {tbl} t "
-                    "WHERE t.{key}::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%s)").format(
-        key=sql.Identifier(col.key_column), label=_label(col), tbl=col.ident)
-    return dict(conn.execute(query, [keys]).fetchall())
+    query = sql.SQL("SELECT t.{key}::pg_catalog.text, {label} FROM {tbl} t WHERE {where}"
+                    ).format(key=sql.Identifier(col.key_column), label=_label(col),
+                             tbl=col.ident, where=_by_key(col, many=True))
+    try:
+        return dict(conn.execute(query, [keys]).fetchall())
+    except psycopg.DataError:  # a key that is no value of the key's type
+        return {}
 
 
 def labels(conn: psycopg.Connection, col: Column, keys: list[str]) -> list[Hit]:
@@ -212,8 +225,9 @@ def more_like_these(conn: psycopg.Connection, cat: Catalog, col: Column, liked: 
     """Rows like the basket's (clip_more_like_these), the basket itself left out. The keys
     are turned into the key column's own type by reading them from the table."""
     source = sql.SQL("{fn}(%s::pg_catalog.regclass, %s, ARRAY(SELECT b.{key} FROM {tbl} b "
-                     "WHERE b.{key}::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%s)), %s)").format(
-        fn=_fn(cat, "clip_more_like_these"), key=sql.Identifier(col.key_column), tbl=col.ident)
+                     "WHERE {where}), %s)").format(
+        fn=_fn(cat, "clip_more_like_these"), key=sql.Identifier(col.key_column), tbl=col.ident,
+        where=_by_key(col, "b", many=True))
     return _hits(conn, col, source, [_regclass(conn, col), col.vector_column, liked, k])
 
 
@@ -246,13 +260,20 @@ def _source(conn: psycopg.Connection, col: Column, key: str, expr: str) -> objec
     query = sql.SQL("SELECT " + expr + " FROM {tbl} t WHERE {where}").format(
         s=sql.SQL("t.{}").format(sql.Identifier(col.source_column)), tbl=col.ident,
         where=_by_key(col))
-    r = conn.execute(query, [key]).fetchone()
+    try:
+        r = conn.execute(query, [key]).fetchone()
+    except psycopg.DataError:  # a key that is no value of the key's type
+        return None
     return None if r is None else r[0]
 
 
-def source_digest(conn: psycopg.Connection, col: Column, key: str) -> str | None:
-    """md5 of a row's source bytes (a thumbnail's cache key and ETag), without fetching them."""
-    return _source(conn, col, key, "pg_catalog.md5({s})")
+def source_version(conn: psycopg.Connection, col: Column, key: str) -> str | None:
+    """A key for the row's current source bytes (a thumbnail's cache key and ETag) that costs
+    neither fetching nor hashing them: the row version's xmin, which every UPDATE changes."""
+    version = _source(conn, col, key, "t.xmin::pg_catalog.text")
+    if version is None:
+        return None
+    return hashlib.sha1(f"{col.name}\0{col.source_column}\0{key}\0{version}".encode()).hexdigest()
 
 
 def source_bytes(conn: psycopg.Connection, col: Column, key: str) -> bytes | None:

@@ -1,6 +1,7 @@
-"""Thumbnails made from the stored bytes, cached in memory by the bytes' md5 (which the
-database computes, so a cached thumbnail costs one small query). The gallery decodes only
-images pgclip already stored; a decoder limit keeps a huge one from costing much."""
+"""Thumbnails made from the stored bytes, cached in memory by row version
+(queries.source_version: a cached thumbnail costs one index lookup; its bytes are not read).
+The gallery decodes only images pgclip already stored; a decoder limit keeps a huge one from
+costing much."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ Image.MAX_IMAGE_PIXELS = 64_000_000  # a decompression bomb is an error, not a w
 
 
 class Cache:
-    """A thread-safe LRU of thumbnail bytes by digest."""
+    """A thread-safe LRU of thumbnail bytes by row version."""
 
     def __init__(self, entries: int = 2048) -> None:
         self._entries = entries

@@ -10,6 +10,7 @@ from pgclip_gallery.app import PageError, elapsed_ms, float_arg, gallery, int_ar
 from pgclip_gallery.catalog import Catalog, Column
 
 MAX_LABELS, MAX_LABEL_CHARS, MAX_QUERY_CHARS = 20, 60, 500
+MAX_GROUPS = 200  # a page of duplicate groups (10,000 photos at 0.01: 1,208 groups, 2 MB)
 DEFAULT_LABELS = "circle, square, triangle, cross, diamond"
 
 
@@ -98,7 +99,8 @@ def register(app: Flask) -> None:
             col = album(cat)
             max_d = float_arg("max_distance", 0.01, 0.0, 0.5)
             groups = queries.duplicate_groups(conn, cat, col, max_d)
-            return page("duplicates.html", cat, col=col, groups=groups, max_distance=max_d)
+            return page("duplicates.html", cat, col=col, groups=groups[:MAX_GROUPS],
+                        total=len(groups), max_distance=max_d)
 
     @app.get("/status")
     def status() -> str:

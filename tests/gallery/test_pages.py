@@ -97,6 +97,16 @@ def test_thumbnails_are_cached_and_revalidated(client, app, admin) -> None:
     r = client.get("/thumb", query_string={"key": key}, headers={"If-None-Match": etag})
     assert r.status_code == 304 and r.data == b""
     assert client.get("/thumb", query_string={"key": "nope"}).status_code == 404
+    # A new photo in the row: a new version, a new thumbnail.
+    other = admin.execute("SELECT image FROM album_photos WHERE file_name = 'blue_square.png'"
+                          ).fetchone()[0]
+    old = admin.execute("SELECT image FROM album_photos WHERE id = %s", (key,)).fetchone()[0]
+    try:
+        admin.execute("UPDATE album_photos SET image = %s WHERE id = %s", (other, key))
+        r = client.get("/thumb", query_string={"key": key}, headers={"If-None-Match": etag})
+        assert r.status_code == 200 and r.headers["ETag"] != etag and r.data != first.data
+    finally:
+        admin.execute("UPDATE album_photos SET image = %s WHERE id = %s", (old, key))
 
 
 def test_video_ranges(client) -> None:

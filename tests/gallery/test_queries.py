@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from pgclip_gallery import catalog, queries
+from psycopg import sql
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,24 @@ def test_photo_and_fused_search_are_exact_search(role, admin, gallery_db) -> Non
                         "FROM album_photos ORDER BY d LIMIT 5", (image, "a red object"))
     assert [(h.label, round(h.score, 6)) for h in fused] == [(f, round(d, 6)) for f, d in want]
     assert [h.label for h in fused] != [h.label for h in hits]  # the text moved it
+    n = admin.execute("SELECT count(*) FROM album_photos").fetchone()[0]
+    assert n > 40  # more than one HNSW scan returns at pgvector's default ef_search
+    assert len(queries.search_fused(conn, cat, col, image, "a red object", n, 1.0)) == n
+
+
+def test_keys_are_looked_up_through_the_key_index(role) -> None:
+    """Keys arrive as text; compared as text, every lookup read the whole table."""
+    conn, cat = role
+    photo, _ = cat.shop()
+    for col in (cat.default("image"), photo):  # a bigint key, a text key
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.execute(
+                sql.SQL("EXPLAIN SELECT 1 FROM {} t WHERE {}").format(
+                    col.ident, queries._by_key(col)), ["1"]))
+        assert "Index" in plan and "_pkey" in plan, plan
+    assert queries.row(conn, cat.default("image"), "not a number") is None
+    assert queries.source_bytes(conn, cat.default("image"), "99999999999999999999") is None
 
 
 def test_similar_tags_labels_and_duplicates(role, admin) -> None:
