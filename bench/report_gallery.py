@@ -79,7 +79,8 @@ def markdown(c: dict[str, Any]) -> str:
         "vectors); \"new text\" embeds a new text every time. Uploads: generated 128 px PNGs "
         "that are in no table; \"+ text\": with a modifier (clip_fuse). Thumbnails: \"miss\" "
         "makes one from a photo not asked for before, \"cached\" comes from the page's LRU, "
-        "\"304\" answers `If-None-Match`; all three run the digest query.\n\n"
+        "\"304\" answers `If-None-Match`; all three look up the row's version (its key's "
+        "index).\n\n"
         + _table(["page", "demo first", "demo median", "demo p95", "demo app",
                   "photos first", "photos median", "photos p95", "photos app",
                   "photos / demo (median)", "photos / demo (app)"], rows)
