@@ -12,7 +12,7 @@ from collections import OrderedDict
 from PIL import Image
 
 SIZE = 256
-Image.MAX_IMAGE_PIXELS = 64_000_000  # a decompression bomb is an error, not a warning
+MAX_PIXELS = 64_000_000  # checked before decoding (not Pillow's global, which others set)
 
 
 class Cache:
@@ -45,6 +45,8 @@ class Cache:
 def thumbnail(data: bytes, size: int = SIZE) -> bytes:
     """A JPEG at most ``size`` pixels a side (Image.Error/OSError for bytes it cannot read)."""
     with Image.open(io.BytesIO(data)) as im:
+        if im.width * im.height > MAX_PIXELS:
+            raise ValueError(f"{im.width}x{im.height} pixels is more than a thumbnail decodes")
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale
         im = im.convert("RGB")
         im.thumbnail((size, size))

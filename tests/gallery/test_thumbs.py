@@ -22,6 +22,17 @@ def test_unreadable_bytes_raise() -> None:
         thumbs.thumbnail(b"\x89PNG\r\n\x1a\nbroken")
 
 
+def test_huge_declared_sizes_are_refused_before_decoding() -> None:
+    """Without touching Pillow's process-wide limit: pgclip's own image tests (same process)
+    once failed when importing the gallery lowered it."""
+    before = Image.MAX_IMAGE_PIXELS
+    src = io.BytesIO()
+    Image.new("1", (9000, 8000)).save(src, "PNG")  # small file, 72 M pixels
+    with pytest.raises(ValueError, match="9000x8000 pixels"):
+        thumbs.thumbnail(src.getvalue())
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
 def test_cache_keeps_the_most_recent_entries() -> None:
     cache = thumbs.Cache(entries=2)
     cache.put("a", b"1")
