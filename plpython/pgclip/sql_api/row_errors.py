@@ -37,14 +37,18 @@ def record(plpy: Any, col: Column, failed: list[tuple[str, PgclipError]]) -> Non
                         [e.sqlstate for _, e in failed], [e.message for _, e in failed]])
 
 
+# clip_errors rows of column ($1 table oid, $2 vector column) for the keys $3 (text[]).
+_THESE_ROWS = ("table_oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid "
+               "AND vector_column OPERATOR(pg_catalog.=) $2 "
+               "AND row_key OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])")
+
+
 def clear(plpy: Any, col: Column, keys: list[str]) -> None:
     schema = catalog.extension_schema(plpy)
     plan = catalog.plan(
         plpy,
         ("clear_errors", schema),
-        f"DELETE FROM {schema}.clip_errors WHERE table_oid OPERATOR(pg_catalog.=) "
-        "$1::pg_catalog.oid AND vector_column OPERATOR(pg_catalog.=) $2 "
-        "AND row_key OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])",
+        f"DELETE FROM {schema}.clip_errors WHERE {_THESE_ROWS}",
         ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.text[]"],
     )
     plpy.execute(plan, [col.table_oid, col.vector_column, keys])
@@ -57,9 +61,7 @@ def logged_keys(plpy: Any, col: Column, keys: list[str], since: str | None) -> s
     plan = catalog.plan(
         plpy,
         ("logged_keys", schema),
-        f"SELECT row_key FROM {schema}.clip_errors WHERE table_oid OPERATOR(pg_catalog.=) "
-        "$1::pg_catalog.oid AND vector_column OPERATOR(pg_catalog.=) $2 "
-        "AND row_key OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]) "
+        f"SELECT row_key FROM {schema}.clip_errors WHERE {_THESE_ROWS} "
         "AND failed_at OPERATOR(pg_catalog.>=) $4",
         ["pg_catalog.int8", "pg_catalog.name", "pg_catalog.text[]", "pg_catalog.timestamptz"],
     )
